@@ -1,0 +1,36 @@
+# Quick start: `make demo` (set up + run the default job), `make test` (set up + run the tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FMNIST := /usr/share/datasets/fashion-mnist
+DATA_ROOT ?=
+DEMO_OUT ?= runs/demo
+
+.PHONY: setup data demo test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist unless DATA_ROOT points at the four files.
+data:
+	@if [ -n "$(DATA_ROOT)" ] || [ -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then exit 0; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+		echo "error: Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' or 'make demo DATA_ROOT=DIR' with DIR holding the four *-ubyte.gz files" >&2; \
+		exit 1; \
+	fi
+
+demo: setup data
+	$(BIN)/ddkit run demo --out $(DEMO_OUT) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+test: setup data
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+"""ddkit: dataset distillation with honest, reproducible evaluation."""
+
+__version__ = "0.1.0"

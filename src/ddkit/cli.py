@@ -1,0 +1,220 @@
+"""The `ddkit` command line: parses, calls the Python API, prints. User errors are one line."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ddkit.errors import DDKitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dataset distillation with honest evaluation.")
+console = Console(stderr=True)
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    from ddkit.progress import make_progress
+
+    with make_progress(console) as progress:
+        yield progress
+
+
+def _dataset_config(dataset: str, data_root: Optional[str], overrides: dict):
+    from ddkit.config import build, merge
+    from ddkit.data import DatasetConfig
+
+    base = {"name": dataset, **({"root": data_root} if data_root else {})}
+    return build(DatasetConfig, merge(base, overrides), where="dataset")
+
+
+def _split_overrides(args: List[str]) -> tuple[dict, dict]:
+    """Split `--key=value` extras into (dataset.* overrides, the rest)."""
+    from ddkit.config import parse_overrides
+
+    parsed = parse_overrides(args)
+    return parsed.pop("dataset", {}), parsed
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+@app.command(context_settings=OVERRIDES)
+def run(
+    ctx: typer.Context,
+    preset: str = typer.Argument(..., help="run preset name (ddkit list presets) or a .yaml file"),
+    out: Path = typer.Option(None, help="run directory (default: runs/<preset>)"),
+    data_root: Optional[str] = typer.Option(None, help="dataset directory or file"),
+    cache: Optional[Path] = typer.Option(None, help="teacher cache (default: $DDKIT_CACHE or ~/.cache/ddkit)"),
+) -> None:
+    """Run a whole pipeline preset: synthesize, evaluate and report. Extra --key=value override it."""
+    from ddkit.config import parse_overrides
+    from ddkit.pipeline import load_run_config, run_pipeline
+    from ddkit.report import collect_rows
+
+    overrides = parse_overrides(ctx.args)
+    if data_root:
+        overrides.setdefault("dataset", {})["root"] = data_root
+    config = load_run_config(preset, overrides)
+    out = out or Path("runs") / Path(preset).stem
+    with _progress() as progress:
+        run_pipeline(config, out, cache, progress)
+    _print_leaderboard(collect_rows(out))
+    console.print(f"report: {out / 'report' / 'leaderboard.md'}")
+
+
+def _print_leaderboard(rows: list[dict]) -> None:
+    _print_table(
+        "test top-1 (%)", ["preset", "student", "method", "IPC", "mean ± std", "seeds"],
+        [[r["preset"] + (" QUICK" if r["quick"] else ""), r["student"], r["method"], str(r["ipc"]),
+          f"{r['mean']:.2f} ± {r['std']:.2f}", str(len(r["seeds"]))] for r in rows],
+    )
+
+
+@app.command(context_settings=OVERRIDES)
+def squeeze(
+    ctx: typer.Context,
+    teachers: List[str] = typer.Argument(None, help="teacher recipes (ddkit list presets); default: the default panel"),
+    dataset: str = typer.Option("fashion-mnist", help="dataset (ddkit list datasets)"),
+    data_root: Optional[str] = typer.Option(None, help="dataset directory or file"),
+    cache: Optional[Path] = typer.Option(None, help="teacher cache (default: $DDKIT_CACHE or ~/.cache/ddkit)"),
+) -> None:
+    """Train teachers (or reuse the cached ones) and print their accuracy and training time."""
+    from ddkit.data import load_dataset
+    from ddkit.models.teachers import DEFAULT_PANEL, load_or_squeeze, teacher_config
+
+    dataset_overrides, recipe_overrides = _split_overrides(ctx.args)
+    splits = load_dataset(_dataset_config(dataset, data_root, dataset_overrides))
+    rows = []
+    with _progress() as progress:
+        for name in teachers or DEFAULT_PANEL:
+            teacher = load_or_squeeze(teacher_config(name, recipe_overrides), splits, cache, progress)
+            info = teacher.info
+            rows.append([name, f"{info['val_accuracy']:.2f}", f"{info['test_accuracy']:.2f}",
+                         f"{info['train_seconds']:.0f}", info["path"]])
+    _print_table(f"teachers on {splits.name}", ["teacher", "val %", "test %", "train s", "cache"], rows)
+
+
+@app.command(context_settings=OVERRIDES)
+def synthesize(
+    ctx: typer.Context,
+    method: str = typer.Argument(..., help="method (ddkit list methods)"),
+    ipc: int = typer.Option(..., help="images per class"),
+    out: Path = typer.Option(..., help="output directory of the distilled set"),
+    dataset: str = typer.Option("fashion-mnist", help="dataset (ddkit list datasets)"),
+    data_root: Optional[str] = typer.Option(None, help="dataset directory or file"),
+    seed: int = typer.Option(0),
+    cache: Optional[Path] = typer.Option(None, help="teacher cache"),
+) -> None:
+    """Make a distilled set with METHOD; extra --key=value set the method's config."""
+    from ddkit.data import load_dataset
+    from ddkit.pipeline import TeacherPool, make_set
+
+    dataset_overrides, options = _split_overrides(ctx.args)
+    dataset_cfg = _dataset_config(dataset, data_root, dataset_overrides)
+    splits = load_dataset(dataset_cfg)
+    with _progress() as progress:
+        distilled = make_set(method, options, ipc, seed, splits, dataset_cfg, TeacherPool(splits, cache, progress), out, progress)
+    console.print(f"{len(distilled)} images ({distilled.ipc} per class) in {out}")
+
+
+@app.command(context_settings=OVERRIDES)
+def evaluate(
+    ctx: typer.Context,
+    distilled_set: Path = typer.Argument(..., help="a distilled set directory"),
+    preset: List[str] = typer.Option(["hard-dsa-quick"], help="evaluation preset(s) (ddkit list presets)"),
+    students: Optional[str] = typer.Option(None, help="comma-separated student models for a cross-architecture table"),
+    data_root: Optional[str] = typer.Option(None, help="dataset directory or file (default: the set's own)"),
+    cache: Optional[Path] = typer.Option(None, help="teacher cache"),
+) -> None:
+    """Train fresh students on a set under named presets; print mean ± std over the preset's seeds."""
+    from ddkit.config import build
+    from ddkit.data import DatasetConfig, DistilledSet, load_dataset
+    from ddkit.evaluate import evaluate_set, load_eval_preset
+    from ddkit.models import ModelSpec
+    from ddkit.pipeline import TeacherPool
+
+    distilled = DistilledSet.load(distilled_set)
+    dataset_overrides, rest = _split_overrides(ctx.args)
+    if rest:
+        raise DDKitError(f"unknown option(s) {', '.join(rest)}; presets are frozen: pick another preset instead")
+    source = distilled.meta.get("dataset", {}) | dataset_overrides | ({"root": data_root} if data_root else {})
+    splits = load_dataset(build(DatasetConfig, source, where="dataset"))
+    specs = [ModelSpec(s.strip()) for s in students.split(",")] if students else None
+    rows = []
+    with _progress() as progress:
+        teachers = TeacherPool(splits, cache, progress)
+        for name in preset:
+            for summary in evaluate_set(distilled, load_eval_preset(name), splits, distilled_set / "eval", specs, teachers, progress):
+                rows.append([summary.preset + (" QUICK" if summary.quick else ""), summary.student, summary.text(),
+                             ", ".join(f"{a:.2f}" for a in summary.accuracies), summary.teacher or "–"])
+    _print_table(f"{distilled_set} — test top-1 (%)", ["preset", "student", "mean ± std", "per seed", "teacher"], rows)
+
+
+@app.command()
+def report(directory: Path = typer.Argument(..., help="a run directory or a distilled set")) -> None:
+    """Write the leaderboard (Markdown + JSON), image grids and accuracy-vs-IPC plots."""
+    from ddkit.report import collect_rows, write_report
+
+    if not directory.exists():
+        raise DDKitError(f"{directory} does not exist")
+    out = write_report(directory)
+    _print_leaderboard(collect_rows(directory))
+    console.print(f"report written to {out}")
+
+
+@app.command(name="list")
+def list_entries(what: str = typer.Argument(..., help="methods, models, presets or datasets")) -> None:
+    """List what is registered."""
+    from ddkit.data import DATASETS
+    from ddkit.methods import METHODS
+    from ddkit.models import describe_models
+    from ddkit.presets import KINDS, preset_names
+
+    if what == "methods":
+        _print_table("methods", ["method", "config"], [[n, ", ".join(METHODS.get(n).config_class.__dataclass_fields__)] for n in METHODS.names()])
+    elif what == "models":
+        _print_table("models", ["model", "options"], [[n, d] for n, d in describe_models().items()])
+    elif what == "presets":
+        _print_table("presets", ["kind", "names"], [[k, ", ".join(preset_names(k))] for k in KINDS])
+    elif what == "datasets":
+        _print_table("datasets", ["dataset"], [[n] for n in DATASETS.names()])
+    else:
+        raise DDKitError(f"cannot list {what!r}; choose one of: methods, models, presets, datasets")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except DDKitError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted: finished work is kept; run the same command again to resume")
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except Exception as err:  # click's usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

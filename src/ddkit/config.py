@@ -1,0 +1,164 @@
+"""Typed, strict configuration: dataclasses built from YAML presets plus `key=value` overrides.
+
+An unknown key or a value of the wrong type is a `DDKitError` naming the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from ddkit.errors import DDKitError
+
+C = TypeVar("C")
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise DDKitError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise DDKitError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DDKitError(f"config file {path} must hold a mapping of keys to values")
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn `["a.b=1", "--c=x"]` into the nested mapping `{"a": {"b": 1}, "c": "x"}`."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        text = item[2:] if item.startswith("--") else item
+        if "=" not in text:
+            raise DDKitError(f"override {item!r} must look like --key=value")
+        dotted, raw = text.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        *parents, leaf = dotted.replace("-", "_").split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise DDKitError(f"override {item!r} sets a key inside a plain value")
+        node[leaf] = value
+    return nested
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
+    """Build dataclass `cls` from `data`, checking every key and type."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise DDKitError(f"{where or cls.__name__} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise DDKitError(
+            f"unknown key {_join(where, unknown[0])!r}; valid keys: {', '.join(sorted(fields))}"
+        )
+    hints = get_type_hints(cls)
+    kwargs = {name: _coerce(hints[name], value, _join(where, name)) for name, value in data.items()}
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise DDKitError(f"missing key {_join(where, missing[0])!r}")
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        raise DDKitError(f"{where or cls.__name__}: {err}") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(hint))
+    return getattr(hint, "__name__", str(hint))
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except DDKitError as err:
+                errors.append(str(err))
+        raise DDKitError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {hint}")
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise DDKitError(
+                f"{where} = {value!r} is not valid; choose one of: "
+                + ", ".join(str(a) for a in get_args(hint))
+            )
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            value = [value] if not isinstance(value, dict) else value
+        if not isinstance(value, (list, tuple)):
+            raise DDKitError(f"{where} must be a list, got {value!r}")
+        (item_hint, *_) = get_args(hint) or (Any,)
+        items = [_coerce(item_hint, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise DDKitError(f"{where} must be a mapping, got {value!r}")
+        _, value_hint = get_args(hint) or (Any, Any)
+        return {k: _coerce(value_hint, v, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise DDKitError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DDKitError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DDKitError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise DDKitError(f"{where} must be a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise DDKitError(f"{where} must be a path, got {value!r}")
+        return Path(value)
+    raise TypeError(f"config type {_type_name(hint)} at {where} is not supported")

@@ -1,0 +1,55 @@
+"""Real datasets, the validation split, augmentation and the distilled-set format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ddkit.data.arrays import load_arrays
+from ddkit.data.distilled import DistilledSet
+from ddkit.data.fashion_mnist import load_fashion_mnist
+from ddkit.data.image_folder import load_image_folder
+from ddkit.data.images import DataSplits, ImageSet
+from ddkit.data.splits import carve_validation
+from ddkit.errors import DDKitError
+from ddkit.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = "fashion-mnist"
+    root: Optional[str] = None  # directory (fashion-mnist, image-folder) or .npz file (arrays)
+    val_size: int = 5000
+    val_seed: int = 0
+    image_size: int = 64  # image-folder only: short-side resize + centre crop
+    grayscale: bool = False  # image-folder only
+    train_per_class: Optional[int] = None  # keep only the first N training images per class (tiny runs)
+
+
+DATASETS: Registry[Callable[[DatasetConfig], tuple[ImageSet, ImageSet]]] = Registry("dataset")
+DATASETS.register("fashion-mnist")(lambda cfg: load_fashion_mnist(Path(cfg.root) if cfg.root else None))
+DATASETS.register("arrays")(lambda cfg: load_arrays(Path(_require_root(cfg))))
+DATASETS.register("image-folder")(
+    lambda cfg: load_image_folder(Path(_require_root(cfg)), cfg.image_size, grayscale=cfg.grayscale)
+)
+
+
+def _require_root(cfg: DatasetConfig) -> str:
+    if not cfg.root:
+        raise DDKitError(f"dataset {cfg.name!r} needs a root; pass --data-root PATH")
+    return cfg.root
+
+
+def load_dataset(cfg: DatasetConfig) -> DataSplits:
+    train, test = DATASETS.get(cfg.name)(cfg)
+    train, val = carve_validation(train, cfg.val_size, cfg.val_seed)
+    if cfg.train_per_class is not None:
+        keep = torch.cat([train.indices_of(c)[: cfg.train_per_class] for c in range(train.num_classes)])
+        train = train.subset(keep.sort().values)
+    return DataSplits(cfg.name, train, val, test)
+
+
+__all__ = ["DATASETS", "DataSplits", "DatasetConfig", "DistilledSet", "ImageSet", "load_dataset"]

@@ -1,0 +1,137 @@
+"""Batched, seeded training augmentations. Each takes pixel-space images and a torch.Generator.
+
+`dsa` follows the differentiable-siamese augmentation of the DC/DSA/DM evaluators
+(`ParamDiffAug`, mode "S": one of colour / crop / cutout / flip / scale / rotate per batch, with
+per-image parameters), applied in normalised space as there, so cutout fills with the mean.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ddkit.registry import Registry
+
+Augment = Callable[[torch.Tensor, "Stats", torch.Generator], torch.Tensor]
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+AUGMENTATIONS: Registry[Augment] = Registry("augmentation")
+
+# ParamDiffAug defaults of the DC/DSA code.
+DSA_SCALE, DSA_ROTATE_DEG, DSA_CROP, DSA_CUTOUT = 1.2, 15.0, 0.125, 0.5
+DSA_BRIGHTNESS, DSA_SATURATION, DSA_CONTRAST = 1.0, 2.0, 0.5
+
+
+def _uniform(n: int, generator: torch.Generator, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    return torch.rand(n, generator=generator) * (high - low) + low
+
+
+def _warp(x: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=True)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
+
+
+def _normalised(fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor]) -> Augment:
+    def apply(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
+        mean = torch.tensor(stats[0], dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(stats[1], dtype=x.dtype).view(1, -1, 1, 1)
+        return fn((x - mean) / std, generator) * std + mean
+
+    return apply
+
+
+def _dsa_scale(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    sx, sy = _uniform(n, g, 1 / DSA_SCALE, DSA_SCALE), _uniform(n, g, 1 / DSA_SCALE, DSA_SCALE)
+    zero = torch.zeros(n)
+    theta = torch.stack([torch.stack([sx, zero, zero], 1), torch.stack([zero, sy, zero], 1)], 1)
+    return _warp(x, theta)
+
+
+def _dsa_rotate(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    angle = (_uniform(x.shape[0], g) - 0.5) * 2 * DSA_ROTATE_DEG * math.pi / 180
+    cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
+    theta = torch.stack([torch.stack([cos, sin, zero], 1), torch.stack([-sin, cos, zero], 1)], 1)
+    return _warp(x, theta)
+
+
+def _integer_shift(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor) -> torch.Tensor:
+    """Translate each image by whole pixels, filling with zeros."""
+    n, _, h, w = x.shape
+    rows = torch.arange(h).view(1, h, 1) - shift_y.view(n, 1, 1)
+    cols = torch.arange(w).view(1, 1, w) - shift_x.view(n, 1, 1)
+    inside = ((rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)).unsqueeze(1)
+    flat = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).view(n, 1, h * w).expand(-1, x.shape[1], -1)
+    return torch.gather(x.flatten(2), 2, flat).view_as(x) * inside
+
+
+def _dsa_crop(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    n, _, h, w = x.shape
+    rx, ry = int(w * DSA_CROP + 0.5), int(h * DSA_CROP + 0.5)
+    return _integer_shift(x, torch.randint(-rx, rx + 1, (n,), generator=g), torch.randint(-ry, ry + 1, (n,), generator=g))
+
+
+def _dsa_cutout(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    n, _, h, w = x.shape
+    ch, cw = int(h * DSA_CUTOUT + 0.5), int(w * DSA_CUTOUT + 0.5)
+    cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=g)
+    cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=g)
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    hole = ((rows - cy).abs() <= ch // 2) & ((cols - cx).abs() <= cw // 2)
+    return x * (~hole).unsqueeze(1)
+
+
+def _flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    flip = (torch.rand(x.shape[0], generator=g) < 0.5).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(3), x)
+
+
+def _dsa_color(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    x = x + (_uniform(n, g) - 0.5).view(n, 1, 1, 1) * DSA_BRIGHTNESS
+    mean = x.mean(dim=1, keepdim=True)
+    x = (x - mean) * (_uniform(n, g) * DSA_SATURATION).view(n, 1, 1, 1) + mean
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (_uniform(n, g) + DSA_CONTRAST).view(n, 1, 1, 1) + mean
+
+
+DSA_GROUPS = (_dsa_color, _dsa_crop, _dsa_cutout, _flip, _dsa_scale, _dsa_rotate)
+
+
+@AUGMENTATIONS.register("dsa")
+@_normalised
+def dsa(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    group = DSA_GROUPS[int(torch.randint(len(DSA_GROUPS), (1,), generator=generator))]
+    return group(x, generator)
+
+
+@AUGMENTATIONS.register("rrc-flip")
+def random_resized_crop_flip(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
+    """Per-image random-resized crop (area 25-100 %, aspect 3/4-4/3) back to full size, then flip."""
+    n = x.shape[0]
+    area = _uniform(n, generator, 0.25, 1.0)
+    log_ratio = _uniform(n, generator, math.log(3 / 4), math.log(4 / 3))
+    sw = (area * log_ratio.exp()).sqrt().clamp(max=1.0)
+    sh = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
+    tx = (_uniform(n, generator) * 2 - 1) * (1 - sw)
+    ty = (_uniform(n, generator) * 2 - 1) * (1 - sh)
+    zero = torch.zeros(n)
+    theta = torch.stack([torch.stack([sw, zero, tx], 1), torch.stack([zero, sh, ty], 1)], 1)
+    return _flip(_warp(x, theta), generator)
+
+
+@AUGMENTATIONS.register("shift-flip")
+def shift_flip(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
+    """Whole-pixel shifts of up to 1/8 of the side, filled with the mean, then flip: teacher training."""
+    mean = torch.tensor(stats[0], dtype=x.dtype).view(1, -1, 1, 1)
+    n, _, h, w = x.shape
+    r = max(1, w // 8)
+    shifted = _integer_shift(x - mean, torch.randint(-r, r + 1, (n,), generator=generator), torch.randint(-r, r + 1, (n,), generator=generator))
+    return _flip(shifted + mean, generator)
+
+
+@AUGMENTATIONS.register("none")
+def no_augmentation(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
+    return x

@@ -1,0 +1,16 @@
+"""Synthesis methods: one file each, registered with `@register_method`."""
+
+from __future__ import annotations
+
+# Register the built-in methods.
+from ddkit.methods import herding, kcenter, random_subset  # noqa: E402,F401
+from ddkit.methods.base import (
+    METHODS,
+    Method,
+    SynthesisContext,
+    register_method,
+    resolve_config,
+    synthesize,
+)
+
+__all__ = ["METHODS", "Method", "SynthesisContext", "register_method", "resolve_config", "synthesize"]

@@ -1,0 +1,68 @@
+"""The method contract: a typed config, and `synthesize(context) -> DistilledSet`."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+from rich.progress import Progress
+
+from ddkit.config import build, to_dict
+from ddkit.data.distilled import DistilledSet
+from ddkit.data.images import DataSplits, ImageSet
+from ddkit.models.teachers import Teacher
+from ddkit.registry import Registry
+
+
+@dataclass
+class SynthesisContext:
+    splits: DataSplits  # methods read train (and val to choose); never test
+    ipc: int
+    seed: int
+    teacher: Callable[[str], Teacher]  # loads (or squeezes) a teacher by recipe name
+    progress: Optional[Progress] = None
+
+
+class Method:
+    """Base class: subclasses set `config_class` and implement `select` or `synthesize`."""
+
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def synthesize(self, ctx: SynthesisContext) -> DistilledSet:
+        raise NotImplementedError
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    return METHODS.register(name)
+
+
+def item_seed(*parts: Any) -> int:
+    """A seed derived from the work item itself, never from process state."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:7], "little")
+
+
+def resolve_config(method: str, options: dict[str, Any]) -> Any:
+    return build(METHODS.get(method).config_class, options, where=method)
+
+
+def synthesize(method: str, options: dict[str, Any], ctx: SynthesisContext) -> DistilledSet:
+    """Resolve `method` and its options, check the IPC, run it, and stamp the result's metadata."""
+    config = resolve_config(method, options)
+    ctx.splits.train.check_ipc(ctx.ipc)
+    result = METHODS.get(method)(config).synthesize(ctx)
+    result.meta.update({"method": method, "config": to_dict(config), "ipc": ctx.ipc, "seed": ctx.seed})
+    return result
+
+
+def subset_as_distilled(train: ImageSet, indices: torch.Tensor, meta: dict[str, Any]) -> DistilledSet:
+    chosen = train.subset(indices)
+    return DistilledSet(chosen.images.clone(), chosen.labels.clone(), train.class_names, train.mean, train.std,
+                        meta={"source_indices": indices.tolist(), **meta})

@@ -1,0 +1,32 @@
+"""Teacher features of the training split, grouped by class (shared by the coreset methods)."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import torch
+from rich.progress import Progress
+
+from ddkit.data.images import ImageSet
+from ddkit.models.teachers import Teacher
+from ddkit.progress import steps
+
+
+@torch.no_grad()
+def embed(teacher: Teacher, images: torch.Tensor, progress: Optional[Progress] = None, batch_size: int = 1000) -> torch.Tensor:
+    teacher.model.eval()
+    chunks = images.split(batch_size)
+    out = []
+    with steps(progress, f"features ({teacher.config.name})", len(chunks)) as bar:
+        for chunk in chunks:
+            out.append(teacher.model.features(chunk))
+            bar.advance()
+    return torch.cat(out)
+
+
+def class_features(teacher: Teacher, train: ImageSet, progress: Optional[Progress] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (training indices, features) for each class in label order."""
+    features = embed(teacher, train.images, progress)
+    for label in range(train.num_classes):
+        members = train.indices_of(label)
+        yield members, features[members]

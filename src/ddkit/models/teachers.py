@@ -1,0 +1,103 @@
+"""Teachers: train ("squeeze") a classifier once, cache it on disk, load it safely afterwards.
+
+A teacher is named by a recipe in `presets/teachers/<name>.yaml` (architecture + training
+recipe + seed). Its cache entry is keyed by the training data's content hash and the resolved
+recipe, so changing either trains a new teacher and a second run reuses the first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from rich.progress import Progress
+
+from ddkit.config import build, load_yaml, merge, to_dict
+from ddkit.data.images import DataSplits
+from ddkit.errors import DDKitError
+from ddkit.models import Classifier, ModelSpec, build_model
+from ddkit.models.checkpoint import load_weights, save_weights
+from ddkit.presets import preset_names, preset_path
+from ddkit.runs import atomic_write_json, config_hash, environment, read_json
+from ddkit.training import TrainRecipe, accuracy, fit
+
+WEIGHTS, MANIFEST, RESUME = "model.safetensors", "manifest.json", "resume.pt"
+DEFAULT_PANEL = ("convnet-bn", "resnet", "mobilenet")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    name: str
+    arch: ModelSpec
+    train: TrainRecipe = field(default_factory=TrainRecipe)
+    seed: int = 0
+    weights: Optional[str] = None  # use these weights instead of training (file or dir)
+
+
+@dataclass
+class Teacher:
+    config: TeacherConfig
+    model: Classifier
+    info: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.name}@{self.info.get('key', 'external')}"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DDKIT_CACHE", Path.home() / ".cache" / "ddkit"))
+
+
+def teacher_config(name: str, overrides: Optional[dict[str, Any]] = None) -> TeacherConfig:
+    if name not in preset_names("teachers"):
+        raise DDKitError(f"unknown teacher {name!r}; choose one of: {', '.join(preset_names('teachers'))}")
+    data = merge(load_yaml(preset_path("teachers", name)), overrides or {})
+    try:
+        return build(TeacherConfig, {"name": name, **data})
+    except DDKitError as err:
+        raise DDKitError(f"teacher {name}: {err}") from None
+
+
+def cache_entry(config: TeacherConfig, splits: DataSplits, cache_dir: Path) -> Path:
+    key = config_hash({"data": splits.fingerprint, "teacher": to_dict(config), "format": 1})
+    return Path(cache_dir) / "teachers" / splits.name / f"{config.name}-{key}"
+
+
+def load_or_squeeze(
+    config: TeacherConfig, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None
+) -> Teacher:
+    """Return the cached teacher for (config, data), training and caching it first if needed."""
+    train = splits.train
+    model = build_model(config.arch, train.num_classes, train.image_shape, train.mean, train.std, seed=config.seed)
+    if config.weights:
+        load_weights(model, Path(config.weights))
+        model.eval()
+        return Teacher(config, model, {"source": config.weights})
+    entry = cache_entry(config, splits, cache_dir or default_cache_dir())
+    if (entry / MANIFEST).exists() and (entry / WEIGHTS).exists():
+        load_weights(model, entry / WEIGHTS)
+        model.eval()
+        return Teacher(config, model, read_json(entry / MANIFEST)["metrics"] | {"key": entry.name, "path": str(entry)})
+
+    entry.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    fit(model, train, config.train, seed=config.seed, progress=progress,
+        description=f"squeeze {config.name}", checkpoint=entry / RESUME)
+    seconds = time.perf_counter() - started
+    metrics = {
+        "train_seconds": round(seconds, 1),
+        "val_accuracy": round(accuracy(model, splits.val), 2),
+        "test_accuracy": round(accuracy(model, splits.test), 2),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    save_weights(model, entry / WEIGHTS, metadata={"teacher": config.name, "data": splits.fingerprint})
+    atomic_write_json(
+        entry / MANIFEST,
+        {"config": to_dict(config), "data": splits.fingerprint, "metrics": metrics, "environment": environment()},
+    )
+    (entry / RESUME).unlink(missing_ok=True)
+    return Teacher(config, model, metrics | {"key": entry.name, "path": str(entry)})

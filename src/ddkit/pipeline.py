@@ -1,0 +1,114 @@
+"""`ddkit run <preset>`: dataset → teachers → synthesize → evaluate → report, in one run directory.
+
+    RUN/manifest.json                 resolved config, seed, versions, git revision
+    RUN/sets/<method>-ipc<k>/         a distilled set (see ddkit.data.distilled)
+    RUN/sets/<method>-ipc<k>/eval/    per-seed results and summaries, per preset and student
+    RUN/report/                       leaderboard.md/.json, grids, accuracy-vs-IPC plots
+
+Each stage skips work whose output already exists, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from rich.progress import Progress
+
+from ddkit.config import build, load_yaml, merge, to_dict
+from ddkit.data import DatasetConfig, DistilledSet, load_dataset
+from ddkit.data.images import DataSplits
+from ddkit.errors import DDKitError
+from ddkit.evaluate import evaluate_set, load_eval_preset
+from ddkit.methods import METHODS, SynthesisContext, resolve_config, synthesize
+from ddkit.models import ModelSpec
+from ddkit.models.teachers import (
+    Teacher,
+    default_cache_dir,
+    load_or_squeeze,
+    teacher_config,
+)
+from ddkit.presets import preset_path
+from ddkit.report import write_report
+from ddkit.runs import RunDir
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    methods: list[str] = field(default_factory=lambda: ["random"])
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ipcs: list[int] = field(default_factory=lambda: [1, 10])
+    eval_presets: list[str] = field(default_factory=lambda: ["hard-dsa-quick"])
+    students: list[str] = field(default_factory=list)  # empty: each preset's own student
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for method in self.methods:
+            METHODS.get(method)
+        for name in self.method_options:
+            if name not in self.methods:
+                raise ValueError(f"method_options names {name!r}, which is not in methods {self.methods}")
+        for preset in self.eval_presets:
+            preset_path("eval", preset)
+
+
+def load_run_config(name_or_path: str, overrides: Optional[dict[str, Any]] = None) -> RunConfig:
+    path = Path(name_or_path) if name_or_path.endswith((".yaml", ".yml")) else preset_path("runs", name_or_path)
+    return build(RunConfig, merge(load_yaml(path), overrides or {}), where=path.stem)
+
+
+class TeacherPool:
+    """Loads each named teacher once per process (squeezing it into the cache if needed)."""
+
+    def __init__(self, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None) -> None:
+        self.splits, self.cache_dir, self.progress = splits, cache_dir or default_cache_dir(), progress
+        self._loaded: dict[str, Teacher] = {}
+
+    def __call__(self, name: str) -> Teacher:
+        if name not in self._loaded:
+            self._loaded[name] = load_or_squeeze(teacher_config(name), self.splits, self.cache_dir, self.progress)
+        return self._loaded[name]
+
+
+def set_name(method: str, ipc: int) -> str:
+    return f"{method}-ipc{ipc}"
+
+
+def make_set(
+    method: str, options: dict[str, Any], ipc: int, seed: int, splits: DataSplits, dataset: DatasetConfig,
+    teachers: TeacherPool, out: Path, progress: Optional[Progress] = None,
+) -> DistilledSet:
+    """Synthesize into `out` unless the same set is already there; refuse to overwrite another one."""
+    wanted = json.loads(json.dumps({"method": method, "config": to_dict(resolve_config(method, options)),
+                                    "ipc": ipc, "seed": seed, "dataset": to_dict(dataset)}))
+    if (out / "manifest.json").exists():
+        existing = DistilledSet.load(out)
+        found = {key: existing.meta.get(key) for key in wanted}
+        if found != wanted:
+            key = next(k for k in wanted if found[k] != wanted[k])
+            raise DDKitError(f"{out} holds a set made with another {key} ({found[key]!r}); pass another --out or delete it")
+        return existing
+    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress))
+    result.meta["dataset"] = to_dict(dataset)
+    result.save(out)
+    return result
+
+
+def run_pipeline(config: RunConfig, out: Path, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None) -> Path:
+    run = RunDir(out, "run", to_dict(config))
+    splits = load_dataset(config.dataset)
+    teachers = TeacherPool(splits, cache_dir, progress)
+    students = [ModelSpec(name) for name in config.students] or None
+    presets = [load_eval_preset(name) for name in config.eval_presets]
+    for method in config.methods:
+        for ipc in config.ipcs:
+            folder = run / "sets" / set_name(method, ipc)
+            distilled = make_set(method, config.method_options.get(method, {}), ipc, config.seed, splits,
+                                 config.dataset, teachers, folder, progress)
+            for preset in presets:
+                evaluate_set(distilled, preset, splits, folder / "eval", students, teachers, progress)
+    write_report(run.path)
+    return run.path

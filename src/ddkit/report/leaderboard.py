@@ -1,0 +1,67 @@
+"""Leaderboard of a run directory (or of one distilled set): every number with its preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ddkit import __version__
+from ddkit.data.distilled import DistilledSet
+from ddkit.evaluate import read_summaries
+from ddkit.runs import atomic_write_json, atomic_write_text, read_json
+
+
+def set_dirs(root: Path) -> list[Path]:
+    root = Path(root)
+    if (root / "tensors.safetensors").exists():
+        return [root]
+    return sorted(p.parent for p in (root / "sets").glob("*/tensors.safetensors"))
+
+
+def collect_rows(root: Path) -> list[dict]:
+    rows = []
+    for folder in set_dirs(root):
+        meta = read_json(folder / "manifest.json")["meta"]
+        for summary in read_summaries(folder / "eval"):
+            rows.append({
+                "set": folder.name, "method": meta.get("method", "?"), "ipc": meta.get("ipc"),
+                "preset": summary.preset, "quick": summary.quick, "student": summary.student,
+                "teacher": summary.teacher, "seeds": summary.seeds, "accuracies": summary.accuracies,
+                "mean": summary.mean, "std": summary.std,
+            })
+    return sorted(rows, key=lambda r: (r["preset"], r["student"], r["ipc"] or 0, -r["mean"]))
+
+
+def leaderboard_markdown(rows: list[dict]) -> str:
+    lines = [
+        f"# Leaderboard (ddkit {__version__})",
+        "",
+        "Test top-1 (%), mean ± std (population) over the listed seeds, final epoch. "
+        "Presets marked QUICK are for pipeline checks only and are not comparable to published numbers.",
+        "",
+        "| preset | student | method | IPC | top-1 | seeds | teacher |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        preset = r["preset"] + (" (QUICK)" if r["quick"] else "")
+        lines.append(
+            f"| {preset} | {r['student']} | {r['method']} | {r['ipc']} | {r['mean']:.2f} ± {r['std']:.2f} | "
+            f"{','.join(map(str, r['seeds']))} | {r['teacher'] or '–'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(root: Path) -> Path:
+    """Write RUN/report/{leaderboard.md, leaderboard.json, grid-<set>.png, accuracy-<preset>.png}."""
+    from ddkit.report.figures import save_accuracy_plot, save_grid
+
+    out = Path(root) / "report"
+    rows = collect_rows(root)
+    atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows))
+    atomic_write_json(out / "leaderboard.json", {"ddkit": __version__, "rows": rows})
+    for folder in set_dirs(root):
+        distilled = DistilledSet.load(folder)
+        save_grid(distilled, out / f"grid-{folder.name}.png", f"{folder.name} ({len(distilled)} images)")
+    for preset in sorted({r["preset"] for r in rows}):
+        if len({r["ipc"] for r in rows if r["preset"] == preset}) > 1:
+            save_accuracy_plot(rows, out / f"accuracy-{preset}.png", preset)
+    return out

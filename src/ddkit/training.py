@@ -1,0 +1,151 @@
+"""One supervised training loop, shared by teachers (squeeze) and evaluation students.
+
+Every random choice (batch order, augmentation) draws from one generator seeded by the caller,
+and the model is built from the same seed, so a (recipe, data, seed) triple gives the same
+weights on the same machine. With `checkpoint`, state is saved atomically after each epoch and
+an interrupted fit resumes from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from torch import nn
+
+from ddkit.data.augment import AUGMENTATIONS, Stats
+from ddkit.data.images import ImageSet
+from ddkit.errors import DDKitError
+from ddkit.progress import steps
+from ddkit.runs import atomic_write_bytes
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, x_aug, batch index)
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["step-half", "cosine", "onecycle", "constant"] = "step-half"
+    epochs: int = 300
+    batch_size: int = 256
+    augmentation: str = "dsa"
+    label_smoothing: float = 0.0
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs, batch_size and lr must be positive")
+        AUGMENTATIONS.get(self.augmentation)
+
+
+def make_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Learning-rate multiplier at optimisation step `step` of `total`."""
+    progress = step / max(1, total)
+    if schedule == "step-half":  # DC/DSA: ×0.1 once half of the epochs are done
+        return 1.0 if progress < 0.5 else 0.1
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "onecycle":  # linear warm-up over 15 %, then linear decay to zero
+        warm = 0.15
+        return progress / warm if progress < warm else max(0.0, (1 - progress) / (1 - warm))
+    return 1.0
+
+
+def hard_label_loss(labels: torch.Tensor, label_smoothing: float = 0.0) -> LossFn:
+    return lambda logits, _x, index: F.cross_entropy(logits, labels[index], label_smoothing=label_smoothing)
+
+
+def fit(
+    model: nn.Module,
+    data: ImageSet,
+    recipe: TrainRecipe,
+    seed: int,
+    loss_fn: Optional[LossFn] = None,
+    progress: Optional[Progress] = None,
+    description: str = "train",
+    checkpoint: Optional[Path] = None,
+) -> nn.Module:
+    loss_fn = loss_fn or hard_label_loss(data.labels, recipe.label_smoothing)
+    augment = AUGMENTATIONS.get(recipe.augmentation)
+    stats: Stats = (data.mean, data.std)
+    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    optimizer = make_optimizer(model, recipe)
+    generator = torch.Generator().manual_seed(seed)
+    batches_per_epoch = math.ceil(len(data) / recipe.batch_size)
+    total = batches_per_epoch * recipe.epochs
+    start_epoch = _resume(checkpoint, model, optimizer, generator) if checkpoint else 0
+
+    model.train()
+    with steps(progress, description, recipe.epochs) as bar:
+        bar.advance(start_epoch)
+        for epoch in range(start_epoch, recipe.epochs):
+            order = torch.randperm(len(data), generator=generator)
+            running = 0.0
+            for i, index in enumerate(order.split(recipe.batch_size)):
+                for group in optimizer.param_groups:
+                    group["lr"] = recipe.lr * lr_factor(recipe.schedule, epoch * batches_per_epoch + i, total)
+                x = augment(data.images[index], stats, generator).contiguous(memory_format=memory_format)
+                loss = loss_fn(model(x), x, index)
+                if not torch.isfinite(loss):
+                    raise DDKitError(f"{description}: loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                running += loss.item()
+            if checkpoint:
+                _save_state(checkpoint, epoch + 1, model, optimizer, generator)
+            bar.advance(status=f"loss {running / batches_per_epoch:.3f}")
+    model.to(memory_format=torch.contiguous_format)  # inference on a fresh or reloaded copy must match
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(chunk) for chunk in images.split(batch_size)])
+
+
+def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1000) -> float:
+    predictions = predict_logits(model, data.images, batch_size).argmax(1)
+    return float((predictions == data.labels).float().mean()) * 100
+
+
+def _save_state(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(
+        {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state()},
+        buffer,
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+    if not Path(path).exists():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+    except Exception as err:  # e.g. written by another ddkit version: removing it lets a re-run start afresh
+        Path(path).unlink(missing_ok=True)
+        raise DDKitError(f"resume state {path} was unreadable ({type(err).__name__}) and was removed; re-run") from None
+    return int(state["epoch"])

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from ddkit.errors import DDKitError
+from ddkit.methods import METHODS, SynthesisContext, synthesize
+from ddkit.methods.herding import herding_order
+from ddkit.methods.kcenter import kcenter_order
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_returns_a_class_balanced_set(method, tiny, tiny_teacher_loader):
+    result = synthesize(method, {}, SynthesisContext(tiny, ipc=3, seed=0, teacher=tiny_teacher_loader))
+    assert result.images.shape == (30, 1, 28, 28)
+    assert torch.bincount(result.labels, minlength=10).tolist() == [3] * 10
+    assert result.meta["method"] == method and result.meta["ipc"] == 3
+    again = synthesize(method, {}, SynthesisContext(tiny, ipc=3, seed=0, teacher=tiny_teacher_loader))
+    assert torch.equal(result.images, again.images)
+
+
+@pytest.mark.parametrize("method", ["random", "herding", "kcenter"])
+def test_coresets_pick_real_training_images_of_their_class(method, tiny, tiny_teacher_loader):
+    result = synthesize(method, {}, SynthesisContext(tiny, ipc=2, seed=0, teacher=tiny_teacher_loader))
+    index = torch.tensor(result.meta["source_indices"])
+    assert torch.equal(tiny.train.images[index], result.images)
+    assert torch.equal(tiny.train.labels[index], result.labels)
+
+
+def test_random_depends_on_seed(tiny, tiny_teacher_loader):
+    a = synthesize("random", {}, SynthesisContext(tiny, 2, 0, tiny_teacher_loader))
+    b = synthesize("random", {}, SynthesisContext(tiny, 2, 1, tiny_teacher_loader))
+    assert not torch.equal(a.images, b.images)
+
+
+def test_ipc_beyond_smallest_class_is_a_clear_error(tiny, tiny_teacher_loader):
+    with pytest.raises(DDKitError, match="IPC 31 is not possible: the smallest class has 30 training images"):
+        synthesize("random", {}, SynthesisContext(tiny, 31, 0, tiny_teacher_loader))
+
+
+def test_unknown_method_and_option(tiny, tiny_teacher_loader):
+    with pytest.raises(DDKitError, match="unknown method 'dm'; choose one of: herding, kcenter, random"):
+        synthesize("dm", {}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))
+    with pytest.raises(DDKitError, match="unknown key 'herding.teachr'; valid keys: teacher"):
+        synthesize("herding", {"teachr": "x"}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))
+
+
+def test_herding_matches_mean_greedily():
+    features = torch.tensor([[0.0, 0.0], [10.0, 0.0], [-10.0, 0.0], [1.0, 0.0]])
+    # mean 0.25: pick 0 (nearest), then 1.0 (average 0.5), then -10 (average -3, nearer than 3.67).
+    assert herding_order(features, 3) == [0, 3, 2]
+
+
+def test_kcenter_takes_the_farthest_point_each_time():
+    features = torch.tensor([[0.0], [1.0], [10.0], [4.0]])
+    assert kcenter_order(features, 3, first=0) == [0, 2, 3]

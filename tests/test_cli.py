@@ -1,0 +1,84 @@
+"""The CLI end to end on real Fashion-MNIST (a small slice), and its one-line errors."""
+
+import json
+import sys
+
+import pytest
+
+from ddkit.cli import main
+
+
+def ddkit(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["ddkit", *args])
+    with pytest.raises(SystemExit) as done:
+        main()
+    out = capsys.readouterr()
+    return done.value.code, out.out + out.err
+
+
+def run_ok(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["ddkit", *args])
+    main()
+    out = capsys.readouterr()
+    return out.out + out.err
+
+
+@pytest.mark.e2e
+def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "small.yaml"
+    config.write_text(
+        "dataset: {name: fashion-mnist, train_per_class: 40}\n"
+        "methods: [random, kcenter]\nipcs: [1, 2]\neval_presets: [hard-dsa-quick, soft-kd-quick]\n"
+    )
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    printed = run_ok(monkeypatch, capsys, "run", str(config), "--out", str(out), "--cache", str(cache))
+    board = json.loads((out / "report" / "leaderboard.json").read_text())
+    assert len(board["rows"]) == 2 * 2 * 2 and all(len(r["accuracies"]) == 3 for r in board["rows"])
+    assert all(0 <= r["mean"] <= 100 for r in board["rows"]) and "QUICK" in printed
+    assert (out / "report" / "accuracy-soft-kd-quick.png").exists()
+    assert (out / "sets" / "kcenter-ipc2" / "images" / "0009_Ankle_boot" / "00001.png").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == 0 and manifest["environment"]["torch"]
+    # An interrupted run resumes: remove one seed's result and the report, run again.
+    victim = next((out / "sets" / "random-ipc1" / "eval").glob("hard-dsa-quick/*/seed-1.json"))
+    expected = json.loads(victim.read_text())["test_accuracy"]
+    victim.unlink()
+    run_ok(monkeypatch, capsys, "run", str(config), "--out", str(out), "--cache", str(cache))
+    assert json.loads(victim.read_text())["test_accuracy"] == expected
+    assert json.loads((out / "report" / "leaderboard.json").read_text())["rows"] == board["rows"]
+    # The same directory with another config is refused.
+    code, text = ddkit(monkeypatch, capsys, "run", str(config), "--out", str(out), "--cache", str(cache), "--seed=1")
+    assert code == 2 and "different config (differs at 'seed')" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["synthesize", "dm", "--ipc", "1", "--out", "{tmp}/s"], "unknown method 'dm'; choose one of: herding, kcenter, random"),
+        (["synthesize", "random", "--ipc", "6000", "--out", "{tmp}/s"], "IPC 6000 is not possible: the smallest class has 5500"),
+        (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"], "unknown key 'herding.teachr'; valid keys: teacher"),
+        (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--data-root", "{tmp}/none"], "does not exist; install them with 'apt-get install dataset-fashion-mnist'"),
+        (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--dataset.val_size=lots"], "dataset.val_size must be an integer, got 'lots'"),
+        (["run", "nope"], "unknown runs preset 'nope'; choose one of: demo"),
+        (["run", "demo", "--ipcs=[1, x]"], "ipcs[1] must be an integer, got 'x'"),
+        (["run", "demo", "--methods=[random, dm]"], "unknown method 'dm'"),
+        (["evaluate", "{tmp}", "--preset", "hard-dsa"], "is not a distilled set (no manifest.json)"),
+        (["squeeze", "vit"], "unknown teacher 'vit'; choose one of: convnet-bn, mobilenet, resnet"),
+        (["squeeze", "convnet-bn", "--weights={tmp}/w.safetensors"], "checkpoint {tmp}/w.safetensors is corrupt"),
+        (["list", "things"], "cannot list 'things'"),
+    ],
+)
+def test_user_errors_are_one_line(args, message, tmp_path, monkeypatch, capsys):
+    (tmp_path / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    code, text = ddkit(monkeypatch, capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert code == 2, text
+    assert message.format(tmp=tmp_path) in " ".join(text.split()), text
+    assert "Traceback" not in text and text.strip().count("\n") == 0, text
+
+
+def test_synthesize_refuses_an_output_of_another_config(tmp_path, monkeypatch, capsys):
+    args = ["synthesize", "random", "--ipc", "1", "--out", str(tmp_path / "s"), "--dataset.train_per_class=5"]
+    run_ok(monkeypatch, capsys, *args)
+    run_ok(monkeypatch, capsys, *args)  # same config: reused
+    code, text = ddkit(monkeypatch, capsys, *args[:3], "2", *args[4:])
+    assert code == 2 and "holds a set made with another ipc" in text
