@@ -96,12 +96,15 @@ def squeeze(
     from ddkit.data import load_dataset
     from ddkit.models.teachers import DEFAULT_PANEL, load_or_squeeze, teacher_config
 
-    dataset_overrides, recipe_overrides = _split_overrides(ctx.args)
+    # The variadic argument also swallows `--key=value` extras: sort them back out.
+    names = [t for t in teachers or [] if not t.startswith("--")] or list(DEFAULT_PANEL)
+    dataset_overrides, recipe_overrides = _split_overrides([t for t in teachers or [] if t.startswith("--")] + ctx.args)
+    configs = [teacher_config(name, recipe_overrides) for name in names]  # every error before any training
     splits = load_dataset(_dataset_config(dataset, data_root, dataset_overrides))
     rows = []
     with _progress() as progress:
-        for name in teachers or DEFAULT_PANEL:
-            teacher = load_or_squeeze(teacher_config(name, recipe_overrides), splits, cache, progress)
+        for name, config in zip(names, configs):
+            teacher = load_or_squeeze(config, splits, cache, progress)
             info = teacher.info
             rows.append([name, f"{info['val_accuracy']:.2f}", f"{info['test_accuracy']:.2f}",
                          f"{info['train_seconds']:.0f}", info["path"]])

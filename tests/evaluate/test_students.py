@@ -42,7 +42,7 @@ def test_soft_kd_uses_the_teacher_and_cross_architecture(tiny, tiny_teacher_load
     students = [ModelSpec("convnet", {"width": 8}), ModelSpec("mlp", {"hidden": [32]})]
     summaries = evaluate_set(distilled, preset, tiny, tmp_path, students, tiny_teacher_loader)
     assert [s.student for s in summaries] == ["convnet(width=8)", "mlp(hidden=[32])"]
-    assert all(s.teacher.startswith("convnet-bn@") for s in summaries)
+    assert all(s.teacher.startswith("convnet-bn-") for s in summaries)
 
 
 def test_soft_label_loss_is_zero_for_a_perfect_student():

@@ -14,14 +14,17 @@ from ddkit.progress import steps
 
 @torch.no_grad()
 def embed(teacher: Teacher, images: torch.Tensor, progress: Optional[Progress] = None, batch_size: int = 1000) -> torch.Tensor:
-    teacher.model.eval()
-    chunks = images.split(batch_size)
-    out = []
-    with steps(progress, f"features ({teacher.config.name})", len(chunks)) as bar:
-        for chunk in chunks:
-            out.append(teacher.model.features(chunk))
-            bar.advance()
-    return torch.cat(out)
+    key = (images.data_ptr(), tuple(images.shape))
+    if key not in teacher.feature_cache:
+        teacher.model.eval()
+        chunks = images.split(batch_size)
+        out = []
+        with steps(progress, f"features ({teacher.config.name})", len(chunks)) as bar:
+            for chunk in chunks:
+                out.append(teacher.model.features(chunk))
+                bar.advance()
+        teacher.feature_cache[key] = torch.cat(out)
+    return teacher.feature_cache[key]
 
 
 def class_features(teacher: Teacher, train: ImageSet, progress: Optional[Progress] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -39,7 +39,7 @@ class MobileNet(nn.Module):
 @register_model("mobilenet")
 def mobilenet(
     num_classes: int, in_channels: int, image_size: int,
-    widths: list[int] = (16, 32, 64, 64, 128), strides: list[int] = (1, 2, 1, 2),
+    widths: list[int] = (16, 64, 128, 128, 256), strides: list[int] = (2, 1, 2, 1),
 ) -> nn.Module:
     if len(strides) != len(widths) - 1:
         raise ValueError("mobilenet needs one stride per block: len(strides) == len(widths) - 1")

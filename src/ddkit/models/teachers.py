@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from rich.progress import Progress
 
 from ddkit.config import build, load_yaml, merge, to_dict
@@ -42,10 +43,14 @@ class Teacher:
     config: TeacherConfig
     model: Classifier
     info: dict[str, Any]
+    # Penultimate features of image tensors already embedded, keyed by the tensor's identity:
+    # several methods (and IPCs) of one run read the same training-set features.
+    feature_cache: dict[tuple, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
-        return f"{self.config.name}@{self.info.get('key', 'external')}"
+        """Recipe name plus cache hash (or the weights' source): names the exact teacher used."""
+        return self.info.get("key") or f"{self.config.name}@{self.config.weights}"
 
 
 def default_cache_dir() -> Path:
