@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
 from ddkit.data.distilled import DistilledSet  # noqa: E402
 from ddkit.runs import atomic_write_bytes  # noqa: E402
@@ -23,22 +25,29 @@ def _save(fig: plt.Figure, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def save_grid(distilled: DistilledSet, path: Path, title: str, per_class: int = 10) -> None:
-    classes = len(distilled.class_names)
+def save_grid(distilled: DistilledSet, path: Path, title: str, per_class: int = 10, scale: int = 2) -> None:
+    """A row per class (name on the left), up to `per_class` images each, pixels clamped to [0, 1]."""
     columns = min(per_class, distilled.ipc)
-    fig, axes = plt.subplots(classes, columns, figsize=(0.9 * columns + 1.6, 0.9 * classes + 0.4), squeeze=False)
-    for label in range(classes):
-        members = torch.nonzero(distilled.labels == label).flatten()[:columns]
-        for column in range(columns):
-            ax = axes[label, column]
-            ax.set_xticks([]), ax.set_yticks([])
-            if column < len(members):
-                image = distilled.images[members[column]].clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
-                ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
-            if column == 0:
-                ax.set_ylabel(distilled.class_names[label], rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    _save(fig, path)
+    channels, height, width = distilled.images.shape[1:]
+    blank = torch.ones(channels, height, width)
+    cells = []
+    for label in range(len(distilled.class_names)):
+        members = distilled.images[distilled.labels == label][:columns].clamp(0, 1)
+        cells += list(members) + [blank] * (columns - len(members))
+    grid = make_grid(torch.stack(cells), nrow=columns, padding=2, pad_value=1.0)
+    pixels = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(pixels).resize((grid.shape[2] * scale, grid.shape[1] * scale), Image.NEAREST)
+    margin, header = 110, 20
+    canvas = Image.new("RGB", (image.width + margin, image.height + header), "white")
+    canvas.paste(image.convert("RGB"), (margin, header))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 4), title, fill="black")
+    row_height = (height + 2) * scale
+    for label, name in enumerate(distilled.class_names):
+        draw.text((4, header + label * row_height + row_height // 2 - 5), name[:18], fill="black")
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_accuracy_plot(rows: list[dict], path: Path, preset: str) -> None:
