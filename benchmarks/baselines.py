@@ -41,7 +41,8 @@ def whole_dataset(splits, preset_name: str, epochs: int, out: Path, progress) ->
     recipe = replace(preset.train, epochs=epochs)
     model = build_model(preset.student, splits.train.num_classes, splits.train.image_shape, splits.train.mean, splits.train.std, seed=0)
     started = time.perf_counter()
-    fit(model, splits.train, recipe, seed=0, progress=progress, description=f"whole dataset ({epochs} epochs)")
+    fit(model, splits.train, recipe, seed=0, progress=progress, description=f"whole dataset ({epochs} epochs)",
+        checkpoint=out / f"whole-{preset_name}-{epochs}ep.resume.pt")
     result = {"preset": preset_name, "recipe": to_dict(recipe), "epochs": epochs, "seed": 0,
               "train_images": len(splits.train), "seconds": round(time.perf_counter() - started),
               "val_accuracy": round(accuracy(model, splits.val), 2), "test_accuracy": round(accuracy(model, splits.test), 2)}
