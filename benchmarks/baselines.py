@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--whole-epochs", type=int, default=15, help="epochs of the whole-dataset run (about 2 min each)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/baselines.md")
+    parser.add_argument("--table-only", action="store_true", help="print the table of what the run directory holds; train nothing")
     args = parser.parse_args()
 
     presets = ["hard-dsa-quick", "soft-kd-quick"] if args.quick else ["hard-dsa", "soft-kd"]
@@ -80,18 +81,19 @@ def main() -> None:
     out = args.out or Path("benchmarks/runs") / ("baselines-quick" if args.quick else "baselines")
     dataset = DatasetConfig()
     splits = load_dataset(dataset)
-    whole = None
+    whole_path = out / f"whole-hard-dsa-{args.whole_epochs}ep.json"
     with make_progress() as progress:
         teachers = TeacherPool(splits, progress=progress)
         loaded = [load_eval_preset(p) for p in presets]
-        for ipc in ipcs:  # cheapest first, so a partial run still fills whole rows
+        for ipc in [] if args.table_only else ipcs:  # cheapest first, so a partial run fills whole rows
             for method in METHODS:
                 folder = out / "sets" / set_name(method, ipc)
                 distilled = make_set(method, {}, ipc, 0, splits, dataset, teachers, folder, progress)
                 for preset in loaded:
                     evaluate_set(distilled, preset, splits, folder / "eval", None, teachers, progress)
             if ipc == 10 and not args.quick:
-                whole = whole_dataset(splits, "hard-dsa", args.whole_epochs, out, progress)
+                whole_dataset(splits, "hard-dsa", args.whole_epochs, out, progress)
+    whole = read_json(whole_path) if whole_path.exists() else None
     teacher = teachers("convnet-bn").info
     env = environment()
     report = "\n".join([

@@ -82,3 +82,15 @@ def test_synthesize_refuses_an_output_of_another_config(tmp_path, monkeypatch, c
     run_ok(monkeypatch, capsys, *args)  # same config: reused
     code, text = ddkit(monkeypatch, capsys, *args[:3], "2", *args[4:])
     assert code == 2 and "holds a set made with another ipc" in text
+
+
+def test_synthesize_evaluate_cross_architecture_and_report(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "set"
+    run_ok(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", str(out), "--dataset.train_per_class=5")
+    printed = run_ok(monkeypatch, capsys, "evaluate", str(out), "--preset", "hard-dsa-quick", "--students", "convnet,mlp")
+    assert "convnet" in printed and "mlp" in printed and "QUICK" in printed
+    summaries = sorted(p.parent.name for p in (out / "eval" / "hard-dsa-quick").glob("*/summary.json"))
+    assert summaries == ["convnet", "mlp"]
+    run_ok(monkeypatch, capsys, "report", str(out))
+    assert (out / "report" / "leaderboard.md").read_text().count("| hard-dsa-quick (QUICK) |") == 2
+    assert (out / "report" / "grid-set.png").exists()

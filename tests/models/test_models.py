@@ -62,3 +62,9 @@ def test_external_models_load_weights_saved_to_disk(name, fmt, tmp_path):
 def test_external_unknown_name_is_clear():
     with pytest.raises(DDKitError, match="unknown timm model 'no_such_net'"):
         build_model(ModelSpec("timm:no_such_net"), 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3)
+
+
+def test_dc_stem_pads_grayscale_inputs_to_32_pixels():
+    model = build_model(ModelSpec("convnet", {"dc_stem": True}), 10, (1, 28, 28), (0.3,), (0.35,))
+    assert model.body.features[0].padding == (3, 3) and model.body.head.in_features == 128 * 4 * 4
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
