@@ -127,12 +127,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             )
         return value
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            value = [value] if not isinstance(value, dict) else value
-        if not isinstance(value, (list, tuple)):
+        if isinstance(value, dict):
             raise DDKitError(f"{where} must be a list, got {value!r}")
+        values = value if isinstance(value, (list, tuple)) else [value]  # `--ipcs=10` means [10]
         (item_hint, *_) = get_args(hint) or (Any,)
-        items = [_coerce(item_hint, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(item_hint, v, f"{where}[{i}]") for i, v in enumerate(values)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
