@@ -100,7 +100,9 @@ def main() -> None:
         "# Coreset baselines on Fashion-MNIST",
         "",
         f"Date: {time.strftime('%Y-%m-%d')}. ddkit {env['ddkit']} (git {env['git']}), torch {env['torch']}, "
-        f"{env['threads']} CPU threads. Command: `python benchmarks/baselines.py {' '.join(sys.argv[1:])}`.",
+        f"{env['threads']} CPU threads. Command: `python benchmarks/baselines.py {' '.join(sys.argv[1:])}`"
+        + (" — a snapshot of the run directory filled by `python benchmarks/baselines.py`; "
+           "'not run' cells are still to come (re-running resumes)." if args.table_only else "."),
         "",
         "Test top-1 (%), mean ± population std over seeds 0, 1, 2, final epoch, student ConvNet-3 (width 128, "
         "instance norm). Sets are drawn once (seed 0); the seeds vary the student. "
