@@ -8,6 +8,7 @@ an interrupted fit resumes from the last finished epoch.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,8 +128,6 @@ def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1000) -> float:
 
 
 def _save_state(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
-    import io
-
     buffer = io.BytesIO()
     torch.save(
         {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state()},
