@@ -47,6 +47,7 @@ def whole_dataset(splits, preset_name: str, epochs: int, out: Path, progress) ->
               "train_images": len(splits.train), "seconds": round(time.perf_counter() - started),
               "val_accuracy": round(accuracy(model, splits.val), 2), "test_accuracy": round(accuracy(model, splits.test), 2)}
     atomic_write_json(path, result)
+    (out / f"whole-{preset_name}-{epochs}ep.resume.pt").unlink(missing_ok=True)
     return result
 
 
