@@ -32,23 +32,26 @@ PUBLISHED_WHOLE = 93.5
 METHODS = ("random", "herding", "kcenter")
 
 
-def whole_dataset(splits, preset_name: str, epochs: int, out: Path, progress) -> dict:
-    """ConvNet-3 on the whole training split with the preset's recipe, `epochs` epochs."""
-    path = out / f"whole-{preset_name}-{epochs}ep.json"
+def whole_result_path(out: Path, preset_name: str, epochs: int) -> Path:
+    return out / f"whole-{preset_name}-{epochs}ep.json"
+
+
+def whole_dataset(splits, preset_name: str, epochs: int, out: Path, progress) -> None:
+    """ConvNet-3 on the whole training split with the preset's recipe, `epochs` epochs (resumable)."""
+    path = whole_result_path(out, preset_name, epochs)
     if path.exists():
-        return read_json(path)
+        return
+    resume = path.with_suffix(".resume.pt")
     preset = load_eval_preset(preset_name)
     recipe = replace(preset.train, epochs=epochs)
     model = build_model(preset.student, splits.train.num_classes, splits.train.image_shape, splits.train.mean, splits.train.std, seed=0)
     started = time.perf_counter()
-    fit(model, splits.train, recipe, seed=0, progress=progress, description=f"whole dataset ({epochs} epochs)",
-        checkpoint=out / f"whole-{preset_name}-{epochs}ep.resume.pt")
+    fit(model, splits.train, recipe, seed=0, progress=progress, description=f"whole dataset ({epochs} epochs)", checkpoint=resume)
     result = {"preset": preset_name, "recipe": to_dict(recipe), "epochs": epochs, "seed": 0,
               "train_images": len(splits.train), "seconds": round(time.perf_counter() - started),
               "val_accuracy": round(accuracy(model, splits.val), 2), "test_accuracy": round(accuracy(model, splits.test), 2)}
     atomic_write_json(path, result)
-    (out / f"whole-{preset_name}-{epochs}ep.resume.pt").unlink(missing_ok=True)
-    return result
+    resume.unlink(missing_ok=True)
 
 
 def table(out: Path, presets: list[str], ipcs: list[int], whole: dict | None) -> str:
@@ -82,7 +85,7 @@ def main() -> None:
     out = args.out or Path("benchmarks/runs") / ("baselines-quick" if args.quick else "baselines")
     dataset = DatasetConfig()
     splits = load_dataset(dataset)
-    whole_path = out / f"whole-hard-dsa-{args.whole_epochs}ep.json"
+    whole_path = whole_result_path(out, "hard-dsa", args.whole_epochs)
     with make_progress() as progress:
         teachers = TeacherPool(splits, progress=progress)
         loaded = [load_eval_preset(p) for p in presets]

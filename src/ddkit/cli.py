@@ -97,8 +97,9 @@ def squeeze(
     from ddkit.models.teachers import DEFAULT_PANEL, load_or_squeeze, teacher_config
 
     # The variadic argument also swallows `--key=value` extras: sort them back out.
-    names = [t for t in teachers or [] if not t.startswith("--")] or list(DEFAULT_PANEL)
-    dataset_overrides, recipe_overrides = _split_overrides([t for t in teachers or [] if t.startswith("--")] + ctx.args)
+    extras = [t for t in teachers or [] if t.startswith("--")]
+    names = [t for t in teachers or [] if t not in extras] or list(DEFAULT_PANEL)
+    dataset_overrides, recipe_overrides = _split_overrides(extras + ctx.args)
     configs = [teacher_config(name, recipe_overrides) for name in names]  # every error before any training
     splits = load_dataset(_dataset_config(dataset, data_root, dataset_overrides))
     rows = []
