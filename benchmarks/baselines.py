@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ddkit.config import to_dict
 from ddkit.data import DatasetConfig, load_dataset
+from ddkit.devices import device_label, resolve_device
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.models import build_model
 from ddkit.pipeline import TeacherPool, make_set, set_name
@@ -36,7 +37,7 @@ def whole_result_path(out: Path, preset_name: str, epochs: int) -> Path:
     return out / f"whole-{preset_name}-{epochs}ep.json"
 
 
-def whole_dataset(splits, preset_name: str, epochs: int, out: Path, progress) -> None:
+def whole_dataset(splits, preset_name: str, epochs: int, out: Path, progress, device) -> None:
     """ConvNet-3 on the whole training split with the preset's recipe, `epochs` epochs (resumable)."""
     path = whole_result_path(out, preset_name, epochs)
     if path.exists():
@@ -44,29 +45,32 @@ def whole_dataset(splits, preset_name: str, epochs: int, out: Path, progress) ->
     resume = path.with_suffix(".resume.pt")
     preset = load_eval_preset(preset_name)
     recipe = replace(preset.train, epochs=epochs)
-    model = build_model(preset.student, splits.train.num_classes, splits.train.image_shape, splits.train.mean, splits.train.std, seed=0)
+    model = build_model(preset.student, splits.train.num_classes, splits.train.image_shape, splits.train.mean, splits.train.std, seed=0).to(device)
     started = time.perf_counter()
     fit(model, splits.train, recipe, seed=0, progress=progress, description=f"whole dataset ({epochs} epochs)", checkpoint=resume)
     result = {"preset": preset_name, "recipe": to_dict(recipe), "epochs": epochs, "seed": 0,
               "train_images": len(splits.train), "seconds": round(time.perf_counter() - started),
-              "val_accuracy": round(accuracy(model, splits.val), 2), "test_accuracy": round(accuracy(model, splits.test), 2)}
+              "val_accuracy": round(accuracy(model, splits.val), 2), "test_accuracy": round(accuracy(model, splits.test), 2),
+              "device": device_label(device)}
     atomic_write_json(path, result)
     resume.unlink(missing_ok=True)
 
 
 def table(out: Path, presets: list[str], ipcs: list[int], whole: dict | None) -> str:
-    lines = ["| method | IPC | " + " | ".join(presets) + " | published (DC, hard) |", "|---|---|" + "---|" * (len(presets) + 1)]
+    lines = ["| method | IPC | " + " | ".join(presets) + " | published (DC, hard) | device |", "|---|---|" + "---|" * (len(presets) + 2)]
     for method in METHODS:
         for ipc in ipcs:
-            cells = []
+            cells, devices = [], set()
             for preset in presets:
-                summaries = list((out / "sets" / set_name(method, ipc) / "eval" / preset).glob("*/summary.json"))
+                folder = out / "sets" / set_name(method, ipc) / "eval" / preset
+                summaries = list(folder.glob("*/summary.json"))
                 cells.append(f"{read_json(summaries[0])['mean']:.2f} ± {read_json(summaries[0])['std']:.2f}" if summaries else "not run")
-            lines.append(f"| {method} | {ipc} | " + " | ".join(cells) + f" | {PUBLISHED[method].get(ipc, '–')} |")
+                devices |= {read_json(p).get("device", "cpu") for p in folder.glob("*/seed-*.json")}  # older files: CPU
+            lines.append(f"| {method} | {ipc} | " + " | ".join(cells) + f" | {PUBLISHED[method].get(ipc, '–')} | {', '.join(sorted(devices))} |")
     if whole:
         lines.append(f"| whole training split ({whole['train_images']} images, {whole['epochs']} epochs, seed 0, "
                      f"{whole['seconds'] // 60} min) | – | {whole['test_accuracy']:.2f} (hard-dsa recipe) | "
-                     + " | ".join("–" for _ in presets[1:]) + f" | {PUBLISHED_WHOLE} |")
+                     + " | ".join("–" for _ in presets[1:]) + f" | {PUBLISHED_WHOLE} | {whole.get('device', 'cpu')} |")
     return "\n".join(lines)
 
 
@@ -77,6 +81,7 @@ def main() -> None:
     parser.add_argument("--whole-epochs", type=int, default=15, help="epochs of the whole-dataset run (about 2 min each)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/baselines.md")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--table-only", action="store_true", help="print the table of what the run directory holds; train nothing")
     args = parser.parse_args()
 
@@ -87,16 +92,17 @@ def main() -> None:
     splits = load_dataset(dataset)
     whole_path = whole_result_path(out, "hard-dsa", args.whole_epochs)
     with make_progress() as progress:
-        teachers = TeacherPool(splits, progress=progress)
+        device = resolve_device(args.device)
+        teachers = TeacherPool(splits, progress=progress, device=device)
         loaded = [load_eval_preset(p) for p in presets]
         for ipc in [] if args.table_only else ipcs:  # cheapest first, so a partial run fills whole rows
             for method in METHODS:
                 folder = out / "sets" / set_name(method, ipc)
                 distilled = make_set(method, {}, ipc, 0, splits, dataset, teachers, folder, progress)
                 for preset in loaded:
-                    evaluate_set(distilled, preset, splits, folder / "eval", None, teachers, progress)
+                    evaluate_set(distilled, preset, splits, folder / "eval", None, teachers, progress, device)
             if ipc == 10 and not args.quick:
-                whole_dataset(splits, "hard-dsa", args.whole_epochs, out, progress)
+                whole_dataset(splits, "hard-dsa", args.whole_epochs, out, progress, device)
     whole = read_json(whole_path) if whole_path.exists() else None
     teacher = teachers("convnet-bn").info
     env = environment()

@@ -17,6 +17,7 @@ from ddkit.errors import DDKitError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dataset distillation with honest evaluation.")
 console = Console(stderr=True)
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:<index>"
 
 
 @contextmanager
@@ -59,9 +60,11 @@ def run(
     out: Path = typer.Option(None, help="run directory (default: runs/<preset>)"),
     data_root: Optional[str] = typer.Option(None, help="dataset directory or file"),
     cache: Optional[Path] = typer.Option(None, help="teacher cache (default: $DDKIT_CACHE or ~/.cache/ddkit)"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Run a whole pipeline preset: synthesize, evaluate and report. Extra --key=value override it."""
     from ddkit.config import parse_overrides
+    from ddkit.devices import resolve_device
     from ddkit.pipeline import load_run_config, run_pipeline
     from ddkit.report import collect_rows
 
@@ -71,7 +74,7 @@ def run(
     config = load_run_config(preset, overrides)
     out = out or Path("runs") / Path(preset).stem
     with _progress() as progress:
-        run_pipeline(config, out, cache, progress)
+        run_pipeline(config, out, cache, progress, resolve_device(device))
     _print_leaderboard(collect_rows(out))
     console.print(f"report: {out / 'report' / 'leaderboard.md'}")
 
@@ -91,9 +94,11 @@ def squeeze(
     dataset: str = typer.Option("fashion-mnist", help="dataset (ddkit list datasets)"),
     data_root: Optional[str] = typer.Option(None, help="dataset directory or file"),
     cache: Optional[Path] = typer.Option(None, help="teacher cache (default: $DDKIT_CACHE or ~/.cache/ddkit)"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Train teachers (or reuse the cached ones) and print their accuracy and training time."""
     from ddkit.data import load_dataset
+    from ddkit.devices import resolve_device
     from ddkit.models.teachers import DEFAULT_PANEL, load_or_squeeze, teacher_config
 
     # The variadic argument also swallows `--key=value` extras: sort them back out.
@@ -101,11 +106,12 @@ def squeeze(
     names = [t for t in teachers or [] if t not in extras] or list(DEFAULT_PANEL)
     dataset_overrides, recipe_overrides = _split_overrides(extras + ctx.args)
     configs = [teacher_config(name, recipe_overrides) for name in names]  # every error before any training
+    target = resolve_device(device)
     splits = load_dataset(_dataset_config(dataset, data_root, dataset_overrides))
     rows = []
     with _progress() as progress:
         for name, config in zip(names, configs):
-            teacher = load_or_squeeze(config, splits, cache, progress)
+            teacher = load_or_squeeze(config, splits, cache, progress, target)
             info = teacher.info
             rows.append([name, f"{info['val_accuracy']:.2f}", f"{info['test_accuracy']:.2f}",
                          f"{info['train_seconds']:.0f}", info["path"]])
@@ -122,16 +128,18 @@ def synthesize(
     data_root: Optional[str] = typer.Option(None, help="dataset directory or file"),
     seed: int = typer.Option(0),
     cache: Optional[Path] = typer.Option(None, help="teacher cache"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Make a distilled set with METHOD; extra --key=value set the method's config."""
     from ddkit.data import load_dataset
+    from ddkit.devices import resolve_device
     from ddkit.pipeline import TeacherPool, make_set
 
     dataset_overrides, options = _split_overrides(ctx.args)
     dataset_cfg = _dataset_config(dataset, data_root, dataset_overrides)
     splits = load_dataset(dataset_cfg)
     with _progress() as progress:
-        distilled = make_set(method, options, ipc, seed, splits, dataset_cfg, TeacherPool(splits, cache, progress), out, progress)
+        distilled = make_set(method, options, ipc, seed, splits, dataset_cfg, TeacherPool(splits, cache, progress, resolve_device(device)), out, progress)
     console.print(f"{len(distilled)} images ({distilled.ipc} per class) in {out}")
 
 
@@ -143,10 +151,12 @@ def evaluate(
     students: Optional[str] = typer.Option(None, help="comma-separated student models for a cross-architecture table"),
     data_root: Optional[str] = typer.Option(None, help="dataset directory or file (default: the set's own)"),
     cache: Optional[Path] = typer.Option(None, help="teacher cache"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Train fresh students on a set under named presets; print mean ± std over the preset's seeds."""
     from ddkit.config import build
     from ddkit.data import DatasetConfig, DistilledSet, load_dataset
+    from ddkit.devices import resolve_device
     from ddkit.evaluate import evaluate_set, load_eval_preset
     from ddkit.models import ModelSpec
     from ddkit.pipeline import TeacherPool
@@ -158,11 +168,12 @@ def evaluate(
     source = distilled.meta.get("dataset", {}) | dataset_overrides | ({"root": data_root} if data_root else {})
     splits = load_dataset(build(DatasetConfig, source, where="dataset"))
     specs = [ModelSpec(s.strip()) for s in students.split(",")] if students else None
+    target = resolve_device(device)
     rows = []
     with _progress() as progress:
-        teachers = TeacherPool(splits, cache, progress)
+        teachers = TeacherPool(splits, cache, progress, target)
         for name in preset:
-            for summary in evaluate_set(distilled, load_eval_preset(name), splits, distilled_set / "eval", specs, teachers, progress):
+            for summary in evaluate_set(distilled, load_eval_preset(name), splits, distilled_set / "eval", specs, teachers, progress, target):
                 rows.append([summary.preset + (" QUICK" if summary.quick else ""), summary.student, summary.text(),
                              ", ".join(f"{a:.2f}" for a in summary.accuracies), summary.teacher or "–"])
     _print_table(f"{distilled_set} — test top-1 (%)", ["preset", "student", "mean ± std", "per seed", "teacher"], rows)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from rich.progress import Progress
 
 from ddkit.config import build, load_yaml, merge, to_dict
@@ -63,13 +64,18 @@ def load_run_config(name_or_path: str, overrides: Optional[dict[str, Any]] = Non
 class TeacherPool:
     """Loads each named teacher once per process (squeezing it into the cache if needed)."""
 
-    def __init__(self, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None) -> None:
+    def __init__(
+        self, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None,
+        device: torch.device = torch.device("cpu"),
+    ) -> None:
         self.splits, self.cache_dir, self.progress = splits, cache_dir or default_cache_dir(), progress
+        self.device = device
         self._loaded: dict[str, Teacher] = {}
 
     def __call__(self, name: str) -> Teacher:
         if name not in self._loaded:
-            self._loaded[name] = load_or_squeeze(teacher_config(name), self.splits, self.cache_dir, self.progress)
+            config = teacher_config(name)
+            self._loaded[name] = load_or_squeeze(config, self.splits, self.cache_dir, self.progress, self.device)
         return self._loaded[name]
 
 
@@ -91,16 +97,19 @@ def make_set(
             key = next(k for k in wanted if found[k] != wanted[k])
             raise DDKitError(f"{out} holds a set made with another {key} ({found[key]!r}); pass another --out or delete it")
         return existing
-    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress))
+    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device))
     result.meta["dataset"] = to_dict(dataset)
     result.save(out)
     return result
 
 
-def run_pipeline(config: RunConfig, out: Path, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None) -> Path:
+def run_pipeline(
+    config: RunConfig, out: Path, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None,
+    device: torch.device = torch.device("cpu"),
+) -> Path:
     run = RunDir(out, "run", to_dict(config))
     splits = load_dataset(config.dataset)
-    teachers = TeacherPool(splits, cache_dir, progress)
+    teachers = TeacherPool(splits, cache_dir, progress, device)
     students = [ModelSpec(name) for name in config.students] or None
     presets = [load_eval_preset(name) for name in config.eval_presets]
     for method in config.methods:
@@ -109,6 +118,6 @@ def run_pipeline(config: RunConfig, out: Path, cache_dir: Optional[Path] = None,
             distilled = make_set(method, config.method_options.get(method, {}), ipc, config.seed, splits,
                                  config.dataset, teachers, folder, progress)
             for preset in presets:
-                evaluate_set(distilled, preset, splits, folder / "eval", students, teachers, progress)
+                evaluate_set(distilled, preset, splits, folder / "eval", students, teachers, progress, device)
     write_report(run.path)
     return run.path

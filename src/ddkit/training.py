@@ -21,6 +21,7 @@ from torch import nn
 
 from ddkit.data.augment import AUGMENTATIONS, Stats
 from ddkit.data.images import ImageSet
+from ddkit.devices import module_device
 from ddkit.errors import DDKitError
 from ddkit.progress import steps
 from ddkit.runs import atomic_write_bytes
@@ -80,7 +81,10 @@ def fit(
     description: str = "train",
     checkpoint: Optional[Path] = None,
 ) -> nn.Module:
-    loss_fn = loss_fn or hard_label_loss(data.labels, recipe.label_smoothing)
+    """Train `model` in place on the device it lives on; augmentation runs on the CPU (seeded generator)."""
+    device = module_device(model)
+    labels = data.labels.to(device)
+    loss_fn = loss_fn or hard_label_loss(labels, recipe.label_smoothing)
     augment = AUGMENTATIONS.get(recipe.augmentation)
     stats: Stats = (data.mean, data.std)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
@@ -100,8 +104,9 @@ def fit(
             for i, index in enumerate(order.split(recipe.batch_size)):
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr * lr_factor(recipe.schedule, epoch * batches_per_epoch + i, total)
-                x = augment(data.images[index], stats, generator).contiguous(memory_format=memory_format)
-                loss = loss_fn(model(x), x, index)
+                x = augment(data.images[index], stats, generator).to(device, non_blocking=True)
+                x = x.contiguous(memory_format=memory_format)
+                loss = loss_fn(model(x), x, index.to(device))
                 if not torch.isfinite(loss):
                     raise DDKitError(f"{description}: loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)
@@ -118,8 +123,10 @@ def fit(
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits on the CPU, computed in chunks on the model's device."""
     model.eval()
-    return torch.cat([model(chunk) for chunk in images.split(batch_size)])
+    device = module_device(model)
+    return torch.cat([model(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
 
 
 def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1000) -> float:
@@ -140,10 +147,10 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, gene
     if not Path(path).exists():
         return 0
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=module_device(model), weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
+        generator.set_state(state["generator"].cpu())
     except Exception as err:  # e.g. written by another ddkit version: removing it lets a re-run start afresh
         Path(path).unlink(missing_ok=True)
         raise DDKitError(f"resume state {path} was unreadable ({type(err).__name__}) and was removed; re-run") from None

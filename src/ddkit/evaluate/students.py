@@ -18,6 +18,7 @@ from ddkit import __version__
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
 from ddkit.data.splits import carve_validation
+from ddkit.devices import device_label
 from ddkit.evaluate.presets import EvalPreset
 from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import Teacher
@@ -62,9 +63,9 @@ def scoring_split(preset: EvalPreset, splits: DataSplits) -> ImageSet:
 
 def train_student(
     data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int,
-    teacher: Optional[Teacher] = None, progress: Optional[Progress] = None,
+    teacher: Optional[Teacher] = None, progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
 ) -> nn.Module:
-    model = build_model(student, data.num_classes, data.image_shape, data.mean, data.std, seed=seed)
+    model = build_model(student, data.num_classes, data.image_shape, data.mean, data.std, seed=seed).to(device)
     loss = soft_label_loss(teacher.model, preset.temperature) if preset.labels == "soft-online" and teacher else None
     return fit(model, data, preset.train, seed=seed, loss_fn=loss, progress=progress,
                description=f"{preset.name} {student.label()} seed {seed}")
@@ -77,7 +78,7 @@ def student_dir(root: Path, preset: EvalPreset, student: ModelSpec) -> Path:
 def evaluate_set(
     distilled: DistilledSet, preset: EvalPreset, splits: DataSplits, results_dir: Path,
     students: Optional[list[ModelSpec]] = None, teacher_loader: Optional[TeacherLoader] = None,
-    progress: Optional[Progress] = None,
+    progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
 ) -> list[Summary]:
     """Evaluate under `preset` for each student; finished seeds (same preset content) are reused."""
     teacher = teacher_loader(preset.teacher) if preset.labels != "hard" and teacher_loader else None
@@ -95,13 +96,13 @@ def evaluate_set(
                 accuracies.append(read_json(path)["test_accuracy"])
                 continue
             started = time.perf_counter()
-            model = train_student(data, preset, student, seed, teacher, progress)
+            model = train_student(data, preset, student, seed, teacher, progress, device)
             result = {
                 "preset": preset.name, "preset_fingerprint": preset.fingerprint, "quick": preset.quick,
                 "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,
                 "test_accuracy": round(accuracy(model, scored), 3), "scored_images": len(scored),
                 "train_images": len(data), "seconds": round(time.perf_counter() - started, 1),
-                "ddkit": __version__,
+                "ddkit": __version__, "device": device_label(device),
             }
             atomic_write_json(path, result)
             accuracies.append(result["test_accuracy"])

@@ -23,6 +23,7 @@ class SynthesisContext:
     seed: int
     teacher: Callable[[str], Teacher]  # loads (or squeezes) a teacher by recipe name
     progress: Optional[Progress] = None
+    device: torch.device = torch.device("cpu")  # where optimisation runs; results go back to the CPU
 
 
 class Method:

@@ -8,6 +8,7 @@ import torch
 from rich.progress import Progress
 
 from ddkit.data.images import ImageSet
+from ddkit.devices import module_device
 from ddkit.models.teachers import Teacher
 from ddkit.progress import steps
 
@@ -18,10 +19,11 @@ def embed(teacher: Teacher, images: torch.Tensor, progress: Optional[Progress] =
     if key not in teacher.feature_cache:
         teacher.model.eval()
         chunks = images.split(batch_size)
+        device = module_device(teacher.model)
         out = []
         with steps(progress, f"features ({teacher.config.name})", len(chunks)) as bar:
             for chunk in chunks:
-                out.append(teacher.model.features(chunk))
+                out.append(teacher.model.features(chunk.to(device)).cpu())
                 bar.advance()
         teacher.feature_cache[key] = torch.cat(out)
     return teacher.feature_cache[key]

@@ -18,6 +18,7 @@ from rich.progress import Progress
 
 from ddkit.config import build, load_yaml, merge, to_dict
 from ddkit.data.images import DataSplits
+from ddkit.devices import device_label
 from ddkit.errors import DDKitError
 from ddkit.models import Classifier, ModelSpec, build_model
 from ddkit.models.checkpoint import load_weights, save_weights
@@ -73,22 +74,23 @@ def cache_entry(config: TeacherConfig, splits: DataSplits, cache_dir: Path) -> P
 
 
 def load_or_squeeze(
-    config: TeacherConfig, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None
+    config: TeacherConfig, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None,
+    device: torch.device = torch.device("cpu"),
 ) -> Teacher:
-    """Return the cached teacher for (config, data), training and caching it first if needed."""
+    """Return the cached teacher for (config, data) on `device`, training and caching it first if needed."""
     train = splits.train
     model = build_model(config.arch, train.num_classes, train.image_shape, train.mean, train.std, seed=config.seed)
     if config.weights:
         load_weights(model, Path(config.weights))
-        model.eval()
-        return Teacher(config, model, {"source": config.weights})
+        return Teacher(config, model.to(device).eval(), {"source": config.weights})
     entry = cache_entry(config, splits, cache_dir or default_cache_dir())
     if (entry / MANIFEST).exists() and (entry / WEIGHTS).exists():
         load_weights(model, entry / WEIGHTS)
-        model.eval()
+        model.to(device).eval()
         return Teacher(config, model, read_json(entry / MANIFEST)["metrics"] | {"key": entry.name, "path": str(entry)})
 
     entry.mkdir(parents=True, exist_ok=True)
+    model.to(device)
     started = time.perf_counter()
     fit(model, train, config.train, seed=config.seed, progress=progress,
         description=f"squeeze {config.name}", checkpoint=entry / RESUME)
@@ -102,7 +104,8 @@ def load_or_squeeze(
     save_weights(model, entry / WEIGHTS, metadata={"teacher": config.name, "data": splits.fingerprint})
     atomic_write_json(
         entry / MANIFEST,
-        {"config": to_dict(config), "data": splits.fingerprint, "metrics": metrics, "environment": environment()},
+        {"config": to_dict(config), "data": splits.fingerprint, "metrics": metrics,
+         "environment": environment() | {"device": device_label(device)}},
     )
     (entry / RESUME).unlink(missing_ok=True)
     return Teacher(config, model, metrics | {"key": entry.name, "path": str(entry)})
