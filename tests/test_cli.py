@@ -54,7 +54,7 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["synthesize", "dm", "--ipc", "1", "--out", "{tmp}/s"], "unknown method 'dm'; choose one of: herding, kcenter, random"),
+        (["synthesize", "dm", "--ipc", "1", "--out", "{tmp}/s"], "unknown method 'dm'; choose one of: herding, kcenter, prism, random, sre2l"),
         (["synthesize", "random", "--ipc", "6000", "--out", "{tmp}/s"], "IPC 6000 is not possible: the smallest class has 5500"),
         (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"], "unknown key 'herding.teachr'; valid keys: teacher"),
         (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--data-root", "{tmp}/none"], "does not exist; install them with 'apt-get install dataset-fashion-mnist'"),
@@ -63,7 +63,7 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
         (["run", "demo", "--ipcs=[1, x]"], "ipcs[1] must be an integer, got 'x'"),
         (["run", "demo", "--methods=[random, dm]"], "unknown method 'dm'"),
         (["evaluate", "{tmp}", "--preset", "hard-dsa"], "is not a distilled set (no manifest.json)"),
-        (["squeeze", "vit"], "unknown teacher 'vit'; choose one of: convnet-bn, mobilenet, resnet"),
+        (["squeeze", "vit"], "unknown teacher 'vit'; choose one of: convnet-bn, convnet-in, mlp, mobilenet, resnet, or a .yaml file"),
         (["squeeze", "convnet-bn", "--weights={tmp}/w.safetensors"], "checkpoint {tmp}/w.safetensors is corrupt"),
         (["list", "things"], "cannot list 'things'"),
     ],

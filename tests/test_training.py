@@ -21,11 +21,11 @@ def test_interrupted_fit_resumes_to_the_same_weights(tiny, tmp_path):
     calls = {"n": 0}
     plain = hard_label_loss(tiny.train.labels)
 
-    def dies_in_epoch_two(logits, x, index):
+    def dies_in_epoch_two(logits, batch):
         calls["n"] += 1
         if calls["n"] == 7:  # 5 batches per epoch: the 2nd batch of epoch 2
             raise Interrupt
-        return plain(logits, x, index)
+        return plain(logits, batch)
 
     with pytest.raises(Interrupt):
         fit(small_model(), tiny.train, RECIPE, seed=5, loss_fn=dies_in_epoch_two, checkpoint=tmp_path / "resume.pt")

@@ -151,6 +151,7 @@ def evaluate(
     students: Optional[str] = typer.Option(None, help="comma-separated student models for a cross-architecture table"),
     data_root: Optional[str] = typer.Option(None, help="dataset directory or file (default: the set's own)"),
     cache: Optional[Path] = typer.Option(None, help="teacher cache"),
+    diversity: Optional[str] = typer.Option(None, help="comma-separated extractor teachers for intra-class diversity, e.g. convnet-in,mlp"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Train fresh students on a set under named presets; print mean ± std over the preset's seeds."""
@@ -158,6 +159,7 @@ def evaluate(
     from ddkit.data import DatasetConfig, DistilledSet, load_dataset
     from ddkit.devices import resolve_device
     from ddkit.evaluate import evaluate_set, load_eval_preset
+    from ddkit.evaluate.diversity import measure_diversity
     from ddkit.models import ModelSpec
     from ddkit.pipeline import TeacherPool
 
@@ -172,6 +174,9 @@ def evaluate(
     rows = []
     with _progress() as progress:
         teachers = TeacherPool(splits, cache, progress, target)
+        extractors = {n.strip(): teachers(n.strip()) for n in diversity.split(",")} if diversity else {}
+        for record in measure_diversity(distilled, distilled_set, splits.train, extractors):
+            rows.append(["diversity", record["name"], f"cos {record['mean']} (real {record['real_mean']})", "", "–"])
         for name in preset:
             for summary in evaluate_set(distilled, load_eval_preset(name), splits, distilled_set / "eval", specs, teachers, progress, target):
                 rows.append([summary.preset + (" QUICK" if summary.quick else ""), summary.student, summary.text(),

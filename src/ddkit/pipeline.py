@@ -11,7 +11,8 @@ Each stage skips work whose output already exists, so an interrupted run resumes
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,6 +24,7 @@ from ddkit.data import DatasetConfig, DistilledSet, load_dataset
 from ddkit.data.images import DataSplits
 from ddkit.errors import DDKitError
 from ddkit.evaluate import evaluate_set, load_eval_preset
+from ddkit.evaluate.diversity import measure_diversity
 from ddkit.methods import METHODS, SynthesisContext, resolve_config, synthesize
 from ddkit.models import ModelSpec
 from ddkit.models.teachers import (
@@ -32,6 +34,7 @@ from ddkit.models.teachers import (
     teacher_config,
 )
 from ddkit.presets import preset_path
+from ddkit.relabel import EnsembleModel
 from ddkit.report import write_report
 from ddkit.runs import RunDir
 
@@ -44,6 +47,7 @@ class RunConfig:
     ipcs: list[int] = field(default_factory=lambda: [1, 10])
     eval_presets: list[str] = field(default_factory=lambda: ["hard-dsa-quick"])
     students: list[str] = field(default_factory=list)  # empty: each preset's own student
+    diversity_extractors: list[str] = field(default_factory=list)  # teachers used only to measure diversity
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -73,9 +77,16 @@ class TeacherPool:
         self._loaded: dict[str, Teacher] = {}
 
     def __call__(self, name: str) -> Teacher:
+        """A teacher by recipe name or YAML file; "a+b+c" is the rescaled ensemble of a, b and c."""
         if name not in self._loaded:
-            config = teacher_config(name)
-            self._loaded[name] = load_or_squeeze(config, self.splits, self.cache_dir, self.progress, self.device)
+            if "+" in name:
+                members = [self(member) for member in name.split("+")]
+                model = EnsembleModel([m.model for m in members]).eval()
+                info = {"key": "+".join(m.label for m in members)}
+                self._loaded[name] = Teacher(replace(members[0].config, name=name), model, info)
+            else:
+                config = teacher_config(name)
+                self._loaded[name] = load_or_squeeze(config, self.splits, self.cache_dir, self.progress, self.device)
         return self._loaded[name]
 
 
@@ -97,9 +108,11 @@ def make_set(
             key = next(k for k in wanted if found[k] != wanted[k])
             raise DDKitError(f"{out} holds a set made with another {key} ({found[key]!r}); pass another --out or delete it")
         return existing
-    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device))
+    workdir = out.with_name(out.name + ".partial")
+    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir))
     result.meta["dataset"] = to_dict(dataset)
     result.save(out)
+    shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
@@ -117,6 +130,7 @@ def run_pipeline(
             folder = run / "sets" / set_name(method, ipc)
             distilled = make_set(method, config.method_options.get(method, {}), ipc, config.seed, splits,
                                  config.dataset, teachers, folder, progress)
+            measure_diversity(distilled, folder, splits.train, {n: teachers(n) for n in config.diversity_extractors})
             for preset in presets:
                 evaluate_set(distilled, preset, splits, folder / "eval", students, teachers, progress, device)
     write_report(run.path)

@@ -12,21 +12,27 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, Iterator, Literal, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 from torch import nn
 
-from ddkit.data.augment import AUGMENTATIONS, Stats
+from ddkit.data.augment import AUGMENTATIONS
 from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
 from ddkit.errors import DDKitError
 from ddkit.progress import steps
 from ddkit.runs import atomic_write_bytes
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, x_aug, batch index)
+class Batch(NamedTuple):
+    x: torch.Tensor  # the augmented images the model saw
+    index: torch.Tensor  # their positions in the training set
+    epoch: int
+
+
+LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]  # (logits, batch) -> loss
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,16 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 
 def hard_label_loss(labels: torch.Tensor, label_smoothing: float = 0.0) -> LossFn:
-    return lambda logits, _x, index: F.cross_entropy(logits, labels[index], label_smoothing=label_smoothing)
+    return lambda logits, batch: F.cross_entropy(logits, labels[batch.index], label_smoothing=label_smoothing)
+
+
+def epoch_batches(data: ImageSet, recipe: TrainRecipe, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of (indices, augmented CPU images), drawn from `generator` in a fixed order, so
+    anything that replays the same generator (stored soft labels) sees exactly the same batches."""
+    augment = AUGMENTATIONS.get(recipe.augmentation)
+    order = torch.randperm(len(data), generator=generator)
+    for index in order.split(recipe.batch_size):
+        yield index, augment(data.images[index], (data.mean, data.std), generator)
 
 
 def fit(
@@ -85,8 +100,6 @@ def fit(
     device = module_device(model)
     labels = data.labels.to(device)
     loss_fn = loss_fn or hard_label_loss(labels, recipe.label_smoothing)
-    augment = AUGMENTATIONS.get(recipe.augmentation)
-    stats: Stats = (data.mean, data.std)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, recipe)
@@ -99,14 +112,12 @@ def fit(
     with steps(progress, description, recipe.epochs) as bar:
         bar.advance(start_epoch)
         for epoch in range(start_epoch, recipe.epochs):
-            order = torch.randperm(len(data), generator=generator)
             running = 0.0
-            for i, index in enumerate(order.split(recipe.batch_size)):
+            for i, (index, x) in enumerate(epoch_batches(data, recipe, generator)):
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr * lr_factor(recipe.schedule, epoch * batches_per_epoch + i, total)
-                x = augment(data.images[index], stats, generator).to(device, non_blocking=True)
-                x = x.contiguous(memory_format=memory_format)
-                loss = loss_fn(model(x), x, index.to(device))
+                x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                loss = loss_fn(model(x), Batch(x, index.to(device), epoch))
                 if not torch.isfinite(loss):
                     raise DDKitError(f"{description}: loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)

@@ -1,12 +1,14 @@
+import json
 from dataclasses import replace
 
 import torch
 
 from ddkit.evaluate import evaluate_set, load_eval_preset, read_summaries
-from ddkit.evaluate.students import soft_label_loss
+from ddkit.evaluate.students import kd_loss, mse_ce_loss
 from ddkit.methods import SynthesisContext, synthesize
 from ddkit.models import ModelSpec
-from ddkit.training import TrainRecipe
+from ddkit.relabel import StoredLabels
+from ddkit.training import Batch, TrainRecipe
 
 
 def quick(name, epochs=15, **changes):
@@ -48,9 +50,10 @@ def test_soft_kd_uses_the_teacher_and_cross_architecture(tiny, tiny_teacher_load
 def test_soft_label_loss_is_zero_for_a_perfect_student():
     teacher = torch.nn.Linear(4, 3)
     x = torch.randn(5, 4)
-    loss = soft_label_loss(teacher, 4.0)
-    assert loss(teacher(x), x, torch.arange(5)).abs() < 1e-6
-    assert loss(torch.zeros(5, 3), x, torch.arange(5)) > 0
+    loss = kd_loss(teacher, 4.0)
+    batch = Batch(x, torch.arange(5), 0)
+    assert loss(teacher(x), batch).abs() < 1e-6
+    assert loss(torch.zeros(5, 3), batch) > 0
 
 
 def test_recipe_rejects_unknown_augmentation():
@@ -60,3 +63,32 @@ def test_recipe_rejects_unknown_augmentation():
 
     with pytest.raises(DDKitError, match="unknown augmentation 'mixup'"):
         TrainRecipe(augmentation="mixup")
+
+
+def test_mse_ce_loss_is_the_weighted_cross_entropy_for_a_perfect_regressor():
+    teacher = torch.nn.Linear(4, 3)
+    x, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    batch = Batch(x, torch.arange(5), 0)
+    logits = teacher(x)
+    expected = 0.1 * torch.nn.functional.cross_entropy(logits, labels)
+    assert torch.isclose(mse_ce_loss(teacher, labels, 0.1)(logits, batch), expected)
+
+
+def test_family_presets_run_with_ensemble_and_stored_labels(tiny, tiny_teacher_loader, tmp_path):
+    from ddkit.pipeline import TeacherPool
+
+    distilled = synthesize("random", {}, SynthesisContext(tiny, 2, 0, tiny_teacher_loader))
+    pool = lambda name: TeacherPool.__call__(ensemble_pool, name)  # noqa: E731
+    ensemble_pool = TeacherPool(tiny)
+    ensemble_pool._loaded = {n: tiny_teacher_loader(n) for n in ("convnet-bn", "resnet", "mobilenet")}
+    for name in ("soft-kd-ensemble", "prism-mse"):
+        (summary,) = evaluate_set(distilled, quick(name, epochs=2, seeds=[0]), tiny, tmp_path, None, pool)
+        assert summary.teacher.count("+") == 2 and 0 <= summary.mean <= 100
+    stored = quick("soft-kd-stored", epochs=3, seeds=[0])
+    (summary,) = evaluate_set(distilled, stored, tiny, tmp_path / "eval", None, tiny_teacher_loader)
+    (record,) = (tmp_path / "relabel").glob("soft-kd-stored-*/seed-0.safetensors")
+    result = json.loads(next((tmp_path / "eval").glob("soft-kd-stored/*/seed-0.json")).read_text())
+    assert result["stored_label_bytes"] == 180  # 3 epochs x 20 images x 3 bytes (top-2 of 10 classes)
+    assert StoredLabels.load(record).shape == (3, 20, 2)
+    evaluate_set(distilled, replace(stored, train=replace(stored.train, lr=0.002)), tiny, tmp_path / "eval", None, tiny_teacher_loader)
+    assert len(list((tmp_path / "relabel").iterdir())) == 2  # another recipe: another record

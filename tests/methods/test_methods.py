@@ -9,11 +9,12 @@ from ddkit.methods.kcenter import kcenter_order
 
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_returns_a_class_balanced_set(method, tiny, tiny_teacher_loader):
-    result = synthesize(method, {}, SynthesisContext(tiny, ipc=3, seed=0, teacher=tiny_teacher_loader))
+    options = METHODS.get(method).smoke_options
+    result = synthesize(method, options, SynthesisContext(tiny, ipc=3, seed=0, teacher=tiny_teacher_loader))
     assert result.images.shape == (30, 1, 28, 28)
     assert torch.bincount(result.labels, minlength=10).tolist() == [3] * 10
     assert result.meta["method"] == method and result.meta["ipc"] == 3
-    again = synthesize(method, {}, SynthesisContext(tiny, ipc=3, seed=0, teacher=tiny_teacher_loader))
+    again = synthesize(method, options, SynthesisContext(tiny, ipc=3, seed=0, teacher=tiny_teacher_loader))
     assert torch.equal(result.images, again.images)
 
 
@@ -37,7 +38,7 @@ def test_ipc_beyond_smallest_class_is_a_clear_error(tiny, tiny_teacher_loader):
 
 
 def test_unknown_method_and_option(tiny, tiny_teacher_loader):
-    with pytest.raises(DDKitError, match="unknown method 'dm'; choose one of: herding, kcenter, random"):
+    with pytest.raises(DDKitError, match="unknown method 'dm'; choose one of: herding, kcenter, prism, random, sre2l"):
         synthesize("dm", {}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))
     with pytest.raises(DDKitError, match="unknown key 'herding.teachr'; valid keys: teacher"):
         synthesize("herding", {"teachr": "x"}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))

@@ -107,11 +107,14 @@ def dsa(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return group(x, generator)
 
 
-@AUGMENTATIONS.register("rrc-flip")
-def random_resized_crop_flip(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
-    """Per-image random-resized crop (area 25-100 %, aspect 3/4-4/3) back to full size, then flip."""
-    n = x.shape[0]
-    area = _uniform(n, generator, 0.25, 1.0)
+def crop_flip(x: torch.Tensor, generator: torch.Generator, min_area: float = 0.25, per_image: bool = True) -> torch.Tensor:
+    """Random-resized crop (area `min_area`-100 %, aspect 3/4-4/3) back to full size, then flip.
+
+    Differentiable in `x` (an affine warp), so model inversion can optimise through it; with
+    `per_image=False` the whole batch shares one crop and one flip, as SRe2L's recover step does.
+    """
+    n = x.shape[0] if per_image else 1
+    area = _uniform(n, generator, min_area, 1.0)
     log_ratio = _uniform(n, generator, math.log(3 / 4), math.log(4 / 3))
     sw = (area * log_ratio.exp()).sqrt().clamp(max=1.0)
     sh = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
@@ -119,7 +122,15 @@ def random_resized_crop_flip(x: torch.Tensor, stats: Stats, generator: torch.Gen
     ty = (_uniform(n, generator) * 2 - 1) * (1 - sh)
     zero = torch.zeros(n)
     theta = torch.stack([torch.stack([sw, zero, tx], 1), torch.stack([zero, sh, ty], 1)], 1)
-    return _flip(_warp(x, theta), generator)
+    flip = (torch.rand(n, generator=generator) < 0.5).view(-1, 1, 1, 1).to(x.device)
+    warped = _warp(x, theta.to(x.device).expand(x.shape[0], -1, -1))
+    return torch.where(flip, warped.flip(3), warped)
+
+
+@AUGMENTATIONS.register("rrc-flip")
+def random_resized_crop_flip(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
+    """Per-image random-resized crop (area 25-100 %, aspect 3/4-4/3) back to full size, then flip."""
+    return crop_flip(x, generator)
 
 
 @AUGMENTATIONS.register("shift-flip")

@@ -25,9 +25,12 @@ class EvalPreset:
     description: str
     student: ModelSpec
     train: TrainRecipe
-    labels: Literal["hard", "soft-online"] = "hard"
-    teacher: Optional[str] = None  # teacher recipe for soft labels; part of the preset
+    labels: Literal["hard", "soft-online", "soft-stored"] = "hard"
+    teacher: Optional[str] = None  # teacher recipe for soft labels, or an ensemble "a+b+c"; part of the preset
     temperature: float = 4.0
+    loss: Literal["kl", "mse-ce"] = "kl"  # soft labels: KL at T, or MSE to the logits + ce_weight·CE (PRISM's recipe)
+    ce_weight: float = 0.1
+    stored_top_k: int = 2  # soft-stored: classes kept per image and epoch
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     test_subset: Optional[int] = None  # quick presets score a fixed class-balanced part of test
     quick: bool = False
@@ -35,6 +38,10 @@ class EvalPreset:
     def __post_init__(self) -> None:
         if self.labels != "hard" and not self.teacher:
             raise ValueError(f"preset {self.name}: soft labels need a teacher")
+        if self.labels == "soft-stored" and self.loss != "kl":
+            raise ValueError(f"preset {self.name}: stored soft labels keep probabilities at T, so they need loss: kl")
+        if self.stored_top_k < 1:
+            raise ValueError(f"preset {self.name}: stored_top_k must be at least 1")
         if len(self.seeds) < 1:
             raise ValueError(f"preset {self.name}: needs at least one seed")
 

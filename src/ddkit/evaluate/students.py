@@ -23,7 +23,8 @@ from ddkit.evaluate.presets import EvalPreset
 from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import Teacher
 from ddkit.runs import atomic_write_json, read_json
-from ddkit.training import LossFn, accuracy, fit
+from ddkit.relabel import StoredLabels, record_soft_labels
+from ddkit.training import Batch, LossFn, accuracy, fit
 
 TeacherLoader = Callable[[str], Teacher]
 
@@ -43,16 +44,35 @@ class Summary:
         return f"{self.mean:.2f} ± {self.std:.2f}"
 
 
-def soft_label_loss(teacher: nn.Module, temperature: float) -> LossFn:
+def kd_loss(teacher: nn.Module, temperature: float) -> LossFn:
     """KL(teacher ‖ student) at temperature T, scaled by T² (Hinton et al. 2015), teacher run online."""
 
-    def loss(logits: torch.Tensor, x: torch.Tensor, _index: torch.Tensor) -> torch.Tensor:
+    def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
-            target = F.log_softmax(teacher(x) / temperature, dim=1)
-        student = F.log_softmax(logits / temperature, dim=1)
-        return F.kl_div(student, target, log_target=True, reduction="batchmean") * temperature**2
+            target = F.log_softmax(teacher(batch.x) / temperature, dim=1)
+        return _kl(logits, target, temperature)
 
     return loss
+
+
+def mse_ce_loss(teacher: nn.Module, labels: torch.Tensor, ce_weight: float) -> LossFn:
+    """PRISM's evaluation loss: MSE to the teacher's logits + ce_weight · CE on the set's labels."""
+
+    def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            target = teacher(batch.x)
+        return F.mse_loss(logits, target) + ce_weight * F.cross_entropy(logits, labels[batch.index])
+
+    return loss
+
+
+def stored_kd_loss(stored: StoredLabels) -> LossFn:
+    return lambda logits, batch: _kl(logits, stored.target_log_probs(batch.epoch, batch.index), stored.temperature)
+
+
+def _kl(logits: torch.Tensor, target_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    student = F.log_softmax(logits / temperature, dim=1)
+    return F.kl_div(student, target_log_probs, log_target=True, reduction="batchmean") * temperature**2
 
 
 def scoring_split(preset: EvalPreset, splits: DataSplits) -> ImageSet:
@@ -64,11 +84,39 @@ def scoring_split(preset: EvalPreset, splits: DataSplits) -> ImageSet:
 def train_student(
     data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int,
     teacher: Optional[Teacher] = None, progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
+    stored: Optional[StoredLabels] = None,
 ) -> nn.Module:
     model = build_model(student, data.num_classes, data.image_shape, data.mean, data.std, seed=seed).to(device)
-    loss = soft_label_loss(teacher.model, preset.temperature) if preset.labels == "soft-online" and teacher else None
-    return fit(model, data, preset.train, seed=seed, loss_fn=loss, progress=progress,
-               description=f"{preset.name} {student.label()} seed {seed}")
+    return fit(model, data, preset.train, seed=seed, loss_fn=label_loss(preset, data, teacher, stored, device),
+               progress=progress, description=f"{preset.name} {student.label()} seed {seed}")
+
+
+def label_loss(
+    preset: EvalPreset, data: ImageSet, teacher: Optional[Teacher], stored: Optional[StoredLabels], device: torch.device,
+) -> Optional[LossFn]:
+    """The preset's label mode as a loss; None means fit's hard-label default."""
+    if preset.labels == "hard":
+        return None
+    if preset.labels == "soft-stored":
+        if stored is None:
+            raise ValueError("soft-stored presets need the recorded labels")
+        return stored_kd_loss(stored)
+    if teacher is None:
+        raise ValueError("soft-label presets need a teacher")
+    if preset.loss == "mse-ce":
+        return mse_ce_loss(teacher.model, data.labels.to(device), preset.ce_weight)
+    return kd_loss(teacher.model, preset.temperature)
+
+
+def stored_labels(
+    data: ImageSet, preset: EvalPreset, seed: int, teacher: Teacher, path: Path, progress: Optional[Progress] = None,
+) -> StoredLabels:
+    """Recorded soft labels for one student seed: read from `path`, or recorded (replaying the run) and saved."""
+    if path.exists():
+        return StoredLabels.load(path)
+    labels = record_soft_labels(teacher.model, data, preset.train, seed, preset.temperature, preset.stored_top_k, progress)
+    labels.save(path)
+    return labels
 
 
 def student_dir(root: Path, preset: EvalPreset, student: ModelSpec) -> Path:
@@ -96,13 +144,18 @@ def evaluate_set(
                 accuracies.append(read_json(path)["test_accuracy"])
                 continue
             started = time.perf_counter()
-            model = train_student(data, preset, student, seed, teacher, progress, device)
+            stored = None
+            if preset.labels == "soft-stored":  # relabel files belong to the set, shared by every student
+                record = Path(results_dir).parent / "relabel" / f"{preset.name}-{preset.fingerprint}" / f"seed-{seed}.safetensors"
+                stored = stored_labels(data, preset, seed, teacher, record, progress)
+            model = train_student(data, preset, student, seed, teacher, progress, device, stored)
             result = {
                 "preset": preset.name, "preset_fingerprint": preset.fingerprint, "quick": preset.quick,
                 "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,
                 "test_accuracy": round(accuracy(model, scored), 3), "scored_images": len(scored),
                 "train_images": len(data), "seconds": round(time.perf_counter() - started, 1),
                 "ddkit": __version__, "device": device_label(device),
+                **({"stored_label_bytes": stored.nbytes} if stored else {}),
             }
             atomic_write_json(path, result)
             accuracies.append(result["test_accuracy"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
 import torch
@@ -24,12 +25,14 @@ class SynthesisContext:
     teacher: Callable[[str], Teacher]  # loads (or squeezes) a teacher by recipe name
     progress: Optional[Progress] = None
     device: torch.device = torch.device("cpu")  # where optimisation runs; results go back to the CPU
+    workdir: Optional[Path] = None  # finished work items of an interrupted run are kept here
 
 
 class Method:
     """Base class: subclasses set `config_class` and implement `select` or `synthesize`."""
 
     config_class: ClassVar[type]
+    smoke_options: ClassVar[dict[str, Any]] = {}  # the smallest config worth running in the registry-wide test
 
     def __init__(self, config: Any) -> None:
         self.config = config

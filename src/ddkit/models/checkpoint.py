@@ -58,6 +58,8 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
 
 def load_weights(model: nn.Module, path: Path) -> None:
     state = load_state(path)
+    if hasattr(model, "body") and not any(k.startswith("body.") for k in state):
+        model = model.body  # a bare network's weights (a timm/torchvision download) for our pixel-space wrapper
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -38,7 +38,10 @@ def _timm(name: str, num_classes: int, in_channels: int, hub: bool, options: dic
         raise DDKitError(f"unknown timm model {name!r}; see timm.list_models()")
     body = timm.create_model(name, pretrained=hub, num_classes=num_classes, in_chans=in_channels, **options)
     cfg = body.pretrained_cfg
-    return body, in_channels, tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    if len(mean) != in_channels:  # e.g. grayscale input to an RGB recipe: timm averages the stem, we the stats
+        mean, std = (sum(mean) / len(mean),) * in_channels, (sum(std) / len(std),) * in_channels
+    return body, in_channels, mean, std
 
 
 def _torchvision(name: str, num_classes: int, hub: bool, options: dict):

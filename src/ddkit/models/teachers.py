@@ -59,9 +59,17 @@ def default_cache_dir() -> Path:
 
 
 def teacher_config(name: str, overrides: Optional[dict[str, Any]] = None) -> TeacherConfig:
-    if name not in preset_names("teachers"):
-        raise DDKitError(f"unknown teacher {name!r}; choose one of: {', '.join(preset_names('teachers'))}")
-    data = merge(load_yaml(preset_path("teachers", name)), overrides or {})
+    """A shipped recipe by name, or the user's own YAML file (e.g. a timm model with its weights)."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name)
+        if not path.is_file():
+            raise DDKitError(f"teacher file {name} does not exist")
+        name = path.stem
+    elif name in preset_names("teachers"):
+        path = preset_path("teachers", name)
+    else:
+        raise DDKitError(f"unknown teacher {name!r}; choose one of: {', '.join(preset_names('teachers'))}, or a .yaml file")
+    data = merge(load_yaml(path), overrides or {})
     try:
         return build(TeacherConfig, {"name": name, **data})
     except DDKitError as err:

@@ -31,7 +31,36 @@ def collect_rows(root: Path) -> list[dict]:
     return sorted(rows, key=lambda r: (r["preset"], r["student"], r["ipc"] or 0, -r["mean"]))
 
 
-def leaderboard_markdown(rows: list[dict]) -> str:
+def collect_diversity(root: Path) -> list[dict]:
+    rows = []
+    for folder in set_dirs(root):
+        meta = read_json(folder / "manifest.json")["meta"]
+        for path in sorted((folder / "diversity").glob("*.json")):
+            record = read_json(path)
+            rows.append({"set": folder.name, "method": meta.get("method", "?"), "ipc": meta.get("ipc"), **record})
+    return sorted(rows, key=lambda r: (r["name"], r["ipc"] or 0, r["method"]))
+
+
+def diversity_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "## Intra-class diversity",
+        "",
+        "Mean pairwise cosine similarity of extractor features within a class, averaged over classes "
+        "(lower = more diverse), next to the same number for 200 real training images per class.",
+        "",
+        "| extractor | method | IPC | set | real |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        value = f"{r['mean']:.3f}" if r["mean"] is not None else "– (IPC 1)"
+        lines.append(f"| {r['name']} | {r['method']} | {r['ipc']} | {value} | {r['real_mean']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def leaderboard_markdown(rows: list[dict], diversity: list[dict] = ()) -> str:
     lines = [
         f"# Leaderboard (ddkit {__version__})",
         "",
@@ -47,7 +76,7 @@ def leaderboard_markdown(rows: list[dict]) -> str:
             f"| {preset} | {r['student']} | {r['method']} | {r['ipc']} | {r['mean']:.2f} ± {r['std']:.2f} | "
             f"{','.join(map(str, r['seeds']))} | {r['teacher'] or '–'} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + diversity_markdown(list(diversity))
 
 
 def write_report(root: Path) -> Path:
@@ -55,9 +84,9 @@ def write_report(root: Path) -> Path:
     from ddkit.report.figures import save_accuracy_plot, save_grid
 
     out = Path(root) / "report"
-    rows = collect_rows(root)
-    atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows))
-    atomic_write_json(out / "leaderboard.json", {"ddkit": __version__, "rows": rows})
+    rows, diversity = collect_rows(root), collect_diversity(root)
+    atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows, diversity))
+    atomic_write_json(out / "leaderboard.json", {"ddkit": __version__, "rows": rows, "diversity": diversity})
     for folder in set_dirs(root):
         distilled = DistilledSet.load(folder)
         save_grid(distilled, out / f"grid-{folder.name}.png", f"{folder.name} ({len(distilled)} images)")
