@@ -202,3 +202,12 @@ def test_imagenet_style_teachers_from_weight_files(tiny, tiny_teacher_loader, tm
                  bn_teachers=[str(files["panel"])])
     assert result.images.shape == (10, 1, 28, 28)
     assert result.meta["items"][0]["bn_teachers"] == [str(files["panel"])]
+
+
+def test_batch_moments_match_var_mean():
+    from ddkit.methods.inversion import batch_moments
+
+    x = torch.randn(6, 5, 7, 7) * 3 + 2
+    mean, var = batch_moments(x)
+    expected_var, expected_mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
+    assert torch.allclose(mean, expected_mean, atol=1e-5) and torch.allclose(var, expected_var, atol=1e-4)
