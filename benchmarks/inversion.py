@@ -178,6 +178,7 @@ def main() -> None:
     parser.add_argument("--ipcs", type=int, nargs="+", default=None)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=None, help="override every inversion's iteration count")
+    parser.add_argument("--presets", nargs="+", default=None, help="evaluation presets (default: hard-dsa soft-kd)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--table-only", action="store_true")
@@ -201,7 +202,7 @@ def main() -> None:
             name = "inversion-speed-imagenet.md" if args.imagenet else "inversion-speed.md"
             atomic_write_text(Path("benchmarks/results") / name, report)
         return
-    presets = ["hard-dsa-quick", "soft-kd-quick"] if args.quick else ["hard-dsa", "soft-kd"]
+    presets = args.presets or (["hard-dsa-quick", "soft-kd-quick"] if args.quick else ["hard-dsa", "soft-kd"])
     ipcs = args.ipcs or ([1, 10] if args.quick else [1, 10, 50])
     if args.quick and args.iterations is None:
         args.iterations = 200
