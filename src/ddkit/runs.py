@@ -46,6 +46,21 @@ def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def atomic_write_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """Tensors (+ string metadata) as a safetensors file, written atomically."""
+    from safetensors.torch import save
+
+    atomic_write_bytes(Path(path), save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata))
+
+
+def read_tensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file, in one open."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata() or {}
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())

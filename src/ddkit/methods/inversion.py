@@ -35,9 +35,6 @@ from typing import Iterator, Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file
-from safetensors.torch import save as save_bytes
 from torch import nn
 
 from ddkit.config import to_dict
@@ -48,7 +45,7 @@ from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, item_seed, register_method
 from ddkit.models.teachers import Teacher
 from ddkit.progress import steps
-from ddkit.runs import atomic_write_bytes, config_hash
+from ddkit.runs import atomic_write_tensors, config_hash, read_tensors
 
 
 @dataclass(frozen=True)
@@ -253,7 +250,7 @@ class Inversion(Method):
         generator = torch.Generator().manual_seed(item_seed(ctx.seed, "inversion", item.indices, item.classes))
         shape = (len(item.indices), len(item.classes), *train.image_shape)
         if cfg.init == "real":
-            picks = _pick_real(train, item, per_index_real, cfg.real_pick, generator)
+            picks = _pick_real(item, per_index_real, cfg.real_pick, generator)
             start = train.images[picks.flatten()].view(shape)
         else:
             picks = None
@@ -313,10 +310,11 @@ def inversion_loss(
 def _real_choices(train: ImageSet, seed: int) -> list[torch.Tensor]:
     """Per class, one seeded permutation of its images: IPC index k starts from its k-th image."""
     generator = torch.Generator().manual_seed(item_seed(seed, "real-init"))
-    return [train.indices_of(c)[torch.randperm(len(train.indices_of(c)), generator=generator)] for c in range(train.num_classes)]
+    members = [train.indices_of(c) for c in range(train.num_classes)]
+    return [m[torch.randperm(len(m), generator=generator)] for m in members]
 
 
-def _pick_real(train: ImageSet, item: WorkItem, per_index: list[torch.Tensor], how: str, generator: torch.Generator) -> torch.Tensor:
+def _pick_real(item: WorkItem, per_index: list[torch.Tensor], how: str, generator: torch.Generator) -> torch.Tensor:
     rows = []
     for index in item.indices:
         if how == "per-index":
@@ -333,8 +331,7 @@ def _item_path(workdir: Optional[Path], item: WorkItem) -> Optional[Path]:
 def _save_item(workdir: Optional[Path], item: WorkItem, fingerprint: str, block: torch.Tensor, record: dict) -> None:
     path = _item_path(workdir, item)
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, save_bytes({"images": block.contiguous()}, metadata={"fingerprint": fingerprint, "record": json.dumps(record)}))
+        atomic_write_tensors(path, {"images": block}, {"fingerprint": fingerprint, "record": json.dumps(record)})
 
 
 def _load_item(workdir: Optional[Path], item: WorkItem, fingerprint: str) -> Optional[tuple[torch.Tensor, dict]]:
@@ -342,11 +339,10 @@ def _load_item(workdir: Optional[Path], item: WorkItem, fingerprint: str) -> Opt
     path = _item_path(workdir, item)
     if not path or not path.exists():
         return None
-    with safe_open(str(path), "pt") as handle:
-        meta = handle.metadata() or {}
+    tensors, meta = read_tensors(path)
     if meta.get("fingerprint") != fingerprint:
         return None
-    return load_file(str(path))["images"], json.loads(meta["record"])
+    return tensors["images"], json.loads(meta["record"])
 
 
 @dataclass(frozen=True)

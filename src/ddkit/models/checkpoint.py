@@ -9,18 +9,16 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from safetensors.torch import save as save_bytes
 from torch import nn
 
 from ddkit.errors import DDKitError
-from ddkit.runs import atomic_write_bytes
+from ddkit.runs import atomic_write_tensors
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write_bytes(Path(path), save_bytes(state, metadata=metadata))
+    atomic_write_tensors(path, {k: v.detach().cpu() for k, v in model.state_dict().items()}, metadata)
 
 
 def resolve_weight_file(path: Path) -> Path:

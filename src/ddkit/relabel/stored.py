@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -23,14 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.progress import Progress
-from safetensors.torch import load_file
-from safetensors.torch import save as save_bytes
 from torch import nn
 
 from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
 from ddkit.progress import steps
-from ddkit.runs import atomic_write_bytes
+from ddkit.runs import atomic_write_tensors, read_tensors
 from ddkit.training import TrainRecipe, epoch_batches
 
 LOG_FLOOR = -16.0  # no log-probability is stored below this (e^-16 ≈ 1e-7)
@@ -86,17 +85,17 @@ class StoredLabels:
     def target_log_probs(self, epoch: int, index: torch.Tensor) -> torch.Tensor:
         """Dense target log-probabilities [B, C] at the stored temperature."""
         epochs, images, k = self.shape
-        indices = self._indices().view(epochs, images, k)[epoch][index.cpu()]
+        indices = self.indices.view(epochs, images, k)[epoch][index.cpu()]
         top = dequantise_log_probs(self.codes[epoch][index.cpu()], self.floor).exp()  # [B, k]
         rest = (1 - top.sum(1, keepdim=True)).clamp_min(1e-8) / max(1, self.num_classes - k)
         probs = rest.expand(len(index), self.num_classes).clone()
         probs.scatter_(1, indices, top)
         return (probs / probs.sum(1, keepdim=True)).log().to(index.device)
 
-    def _indices(self) -> torch.Tensor:
-        if not hasattr(self, "_unpacked"):
-            self._unpacked = unpack_indices(self.packed_indices, index_bits(self.num_classes), self.codes.numel())
-        return self._unpacked
+    @cached_property
+    def indices(self) -> torch.Tensor:
+        """Class indices, unpacked once, flat in [epochs, images, k] order."""
+        return unpack_indices(self.packed_indices, index_bits(self.num_classes), self.codes.numel())
 
     @property
     def nbytes(self) -> int:
@@ -104,15 +103,11 @@ class StoredLabels:
 
     def save(self, path: Path) -> None:
         meta = {"num_classes": str(self.num_classes), "temperature": str(self.temperature), "floor": repr(self.floor)}
-        atomic_write_bytes(Path(path), save_bytes({"codes": self.codes, "indices": self.packed_indices}, metadata=meta))
+        atomic_write_tensors(path, {"codes": self.codes, "indices": self.packed_indices}, meta)
 
     @classmethod
     def load(cls, path: Path) -> "StoredLabels":
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as handle:
-            meta = handle.metadata()
-        tensors = load_file(str(path))
+        tensors, meta = read_tensors(path)
         return cls(tensors["codes"], tensors["indices"], int(meta["num_classes"]), float(meta["temperature"]), float(meta["floor"]))
 
 
