@@ -19,6 +19,15 @@ def first_per_class(images: ImageSet, count: int) -> ImageSet:
     return images.subset(keep.sort().values)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Nothing a test trains (teachers, priors) lands in the user's ~/.cache/ddkit."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DDKIT_CACHE", str(tmp_path_factory.mktemp("ddkit-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def fmnist() -> DataSplits:
     return load_dataset(DatasetConfig())

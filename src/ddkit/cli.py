@@ -118,6 +118,37 @@ def squeeze(
     _print_table(f"teachers on {splits.name}", ["teacher", "val %", "test %", "train s", "cache"], rows)
 
 
+@app.command(name="squeeze-prior", context_settings=OVERRIDES)
+def squeeze_prior(
+    ctx: typer.Context,
+    recipe: str = typer.Argument("fashion-mnist-unet", help="prior recipe (ddkit list presets)"),
+    dataset: str = typer.Option("fashion-mnist", help="dataset (ddkit list datasets)"),
+    data_root: Optional[str] = typer.Option(None, help="dataset directory or file"),
+    cache: Optional[Path] = typer.Option(None, help="cache (default: $DDKIT_CACHE or ~/.cache/ddkit)"),
+    retrain: bool = typer.Option(False, help="train into the cache even if a cached or shipped prior matches"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+) -> None:
+    """Train a class-conditional diffusion prior (or reuse the cached/shipped one); print its quality."""
+    from ddkit.data import load_dataset
+    from ddkit.devices import resolve_device
+    from ddkit.diffusion.train import entry_name, prior_recipe, resolve_prior
+    from ddkit.pipeline import TeacherPool
+
+    # The optional argument swallows a leading `--key=value` extra: sort it back out.
+    extras = [recipe] if recipe.startswith("--") else []
+    dataset_overrides, recipe_overrides = _split_overrides(extras + ctx.args)
+    config = prior_recipe("fashion-mnist-unet" if extras else recipe, recipe_overrides)
+    target = resolve_device(device)
+    splits = load_dataset(_dataset_config(dataset, data_root, dataset_overrides))
+    with _progress() as progress:
+        prior = resolve_prior(config, splits, TeacherPool(splits, cache, progress, target), cache, progress, target, retrain)
+    metrics = prior.meta["metrics"]
+    per_class = ", ".join(f"{v:.0f}" for v in metrics["teacher_agreement_per_class"])
+    _print_table(f"prior {entry_name(config, splits)} on {splits.name}", ["parameters", "train s", "teacher agreement %", "per class", "path"],
+                 [[f"{metrics['parameters']:,}", f"{metrics['train_seconds']:.0f}", f"{metrics['teacher_agreement']:.2f}",
+                   per_class, prior.meta["source"]]])
+
+
 @app.command(context_settings=OVERRIDES)
 def synthesize(
     ctx: typer.Context,
@@ -152,6 +183,7 @@ def evaluate(
     data_root: Optional[str] = typer.Option(None, help="dataset directory or file (default: the set's own)"),
     cache: Optional[Path] = typer.Option(None, help="teacher cache"),
     diversity: Optional[str] = typer.Option(None, help="comma-separated extractor teachers for intra-class diversity, e.g. convnet-in,mlp"),
+    fidelity: Optional[str] = typer.Option(None, help="comma-separated extractor teachers for PRDC/FID/KID against test images, e.g. convnet-in"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Train fresh students on a set under named presets; print mean ± std over the preset's seeds."""
@@ -160,6 +192,7 @@ def evaluate(
     from ddkit.devices import resolve_device
     from ddkit.evaluate import evaluate_set, load_eval_preset
     from ddkit.evaluate.diversity import measure_diversity
+    from ddkit.evaluate.fidelity import measure_fidelity
     from ddkit.models import ModelSpec
     from ddkit.pipeline import TeacherPool
 
@@ -177,6 +210,13 @@ def evaluate(
         extractors = {n.strip(): teachers(n.strip()) for n in diversity.split(",")} if diversity else {}
         for record in measure_diversity(distilled, distilled_set, splits.train, extractors):
             rows.append(["diversity", record["name"], f"cos {record['mean']} (real {record['real_mean']})", "", "–"])
+        extractors = {n.strip(): teachers(n.strip()) for n in fidelity.split(",")} if fidelity else {}
+        for record in measure_fidelity(distilled, distilled_set, splits.train, splits.test, extractors):
+            real = record["real_reference"]
+            rows.append(["fidelity", record["name"],
+                         f"P {record['precision']:.2f} R {record['recall']:.2f} D {record['density']:.2f} "
+                         f"C {record['coverage']:.2f} FID {record['fid']:.4g} KID {record['kid_mean']:.3g} "
+                         f"(real: FID {real['fid']:.4g} C {real['coverage']:.2f})", "", "–"])
         for name in preset:
             for summary in evaluate_set(distilled, load_eval_preset(name), splits, distilled_set / "eval", specs, teachers, progress, target):
                 rows.append([summary.preset + (" QUICK" if summary.quick else ""), summary.student, summary.text(),

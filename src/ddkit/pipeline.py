@@ -25,6 +25,7 @@ from ddkit.data.images import DataSplits
 from ddkit.errors import DDKitError
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.evaluate.diversity import measure_diversity
+from ddkit.evaluate.fidelity import measure_fidelity
 from ddkit.methods import METHODS, SynthesisContext, resolve_config, synthesize
 from ddkit.models import ModelSpec
 from ddkit.models.teachers import (
@@ -48,6 +49,7 @@ class RunConfig:
     eval_presets: list[str] = field(default_factory=lambda: ["hard-dsa-quick"])
     students: list[str] = field(default_factory=list)  # empty: each preset's own student
     diversity_extractors: list[str] = field(default_factory=list)  # teachers used only to measure diversity
+    fidelity_extractors: list[str] = field(default_factory=list)  # teachers used only for PRDC/FID/KID vs test
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -109,7 +111,7 @@ def make_set(
             raise DDKitError(f"{out} holds a set made with another {key} ({found[key]!r}); pass another --out or delete it")
         return existing
     workdir = out.with_name(out.name + ".partial")
-    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir))
+    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir, teachers.cache_dir))
     result.meta["dataset"] = to_dict(dataset)
     result.save(out)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -131,6 +133,7 @@ def run_pipeline(
             distilled = make_set(method, config.method_options.get(method, {}), ipc, config.seed, splits,
                                  config.dataset, teachers, folder, progress)
             measure_diversity(distilled, folder, splits.train, {n: teachers(n) for n in config.diversity_extractors})
+            measure_fidelity(distilled, folder, splits.train, splits.test, {n: teachers(n) for n in config.fidelity_extractors})
             for preset in presets:
                 evaluate_set(distilled, preset, splits, folder / "eval", students, teachers, progress, device)
     write_report(run.path)

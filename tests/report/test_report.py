@@ -1,9 +1,12 @@
+import json
 from dataclasses import replace
 
 from ddkit.data.distilled import DistilledSet
 from ddkit.evaluate import evaluate_set, load_eval_preset
+from ddkit.evaluate.fidelity import measure_fidelity
 from ddkit.methods import SynthesisContext, synthesize
-from ddkit.models import ModelSpec
+from ddkit.models import ModelSpec, build_model
+from ddkit.models.teachers import Teacher, TeacherConfig
 from ddkit.report import collect_rows, write_report
 
 
@@ -21,3 +24,18 @@ def test_report_writes_leaderboard_grids_and_plot(tiny, tiny_teacher_loader, tmp
     assert "hard-dsa-quick (QUICK)" in markdown and f"{rows[0]['mean']:.2f} ± {rows[0]['std']:.2f}" in markdown
     for name in ("leaderboard.json", "grid-random-ipc1.png", "grid-random-ipc2.png", "accuracy-hard-dsa-quick.png"):
         assert (out / name).stat().st_size > 0, name
+
+
+def test_report_lists_fidelity_records(tiny, tmp_path):
+    folder = tmp_path / "sets" / "random-ipc2"
+    synthesize("random", {}, SynthesisContext(tiny, 2, 0, None)).save(folder)
+    spec = ModelSpec("convnet", {"width": 8})
+    model = build_model(spec, 10, tiny.train.image_shape, tiny.train.mean, tiny.train.std)
+    extractor = Teacher(TeacherConfig("untrained", spec), model.eval(), {"key": "untrained"})
+    (record,) = measure_fidelity(DistilledSet.load(folder), folder, tiny.train, tiny.test, {"convnet": extractor})
+    out = write_report(tmp_path)
+    (row,) = json.loads((out / "leaderboard.json").read_text())["fidelity"]
+    assert row == {"set": "random-ipc2", "method": "random", "ipc": 2, **record}
+    markdown = (out / "leaderboard.md").read_text()
+    assert "## Fidelity to the test distribution" in markdown
+    assert f"| random-ipc2 | convnet | {record['precision']:.3f} |" in markdown

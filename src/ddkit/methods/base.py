@@ -26,6 +26,7 @@ class SynthesisContext:
     progress: Optional[Progress] = None
     device: torch.device = torch.device("cpu")  # where optimisation runs; results go back to the CPU
     workdir: Optional[Path] = None  # finished work items of an interrupted run are kept here
+    cache_dir: Optional[Path] = None  # where trained priors are cached (None: $DDKIT_CACHE or ~/.cache/ddkit)
 
 
 class Method:

@@ -7,7 +7,7 @@ from pathlib import Path
 from ddkit.errors import DDKitError
 
 ROOT = Path(__file__).resolve().parent
-KINDS = ("eval", "teachers", "runs")
+KINDS = ("eval", "teachers", "runs", "priors")
 
 
 def preset_names(kind: str) -> list[str]:

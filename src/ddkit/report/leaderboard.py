@@ -31,14 +31,23 @@ def collect_rows(root: Path) -> list[dict]:
     return sorted(rows, key=lambda r: (r["preset"], r["student"], r["ipc"] or 0, -r["mean"]))
 
 
-def collect_diversity(root: Path) -> list[dict]:
+def collect_records(root: Path, kind: str) -> list[dict]:
+    """The per-extractor records under SET/<kind>/*.json of every set, with the set's method and IPC."""
     rows = []
     for folder in set_dirs(root):
         meta = read_json(folder / "manifest.json")["meta"]
-        for path in sorted((folder / "diversity").glob("*.json")):
+        for path in sorted((folder / kind).glob("*.json")):
             record = read_json(path)
             rows.append({"set": folder.name, "method": meta.get("method", "?"), "ipc": meta.get("ipc"), **record})
     return sorted(rows, key=lambda r: (r["name"], r["ipc"] or 0, r["method"]))
+
+
+def collect_diversity(root: Path) -> list[dict]:
+    return collect_records(root, "diversity")
+
+
+def collect_fidelity(root: Path) -> list[dict]:
+    return collect_records(root, "fidelity")
 
 
 def diversity_markdown(rows: list[dict]) -> str:
@@ -60,7 +69,32 @@ def diversity_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def leaderboard_markdown(rows: list[dict], diversity: list[dict] = ()) -> str:
+def fidelity_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "## Fidelity to the test distribution",
+        "",
+        "Precision, recall, density and coverage (Naeem et al. 2020, k-NN balls), FID and KID of the set "
+        "against a fixed class-balanced sample of test images, in the extractor's penultimate features. "
+        "FID and KID depend on sample size, so the last two columns give FID and coverage of a random "
+        "real training subset with the set's class counts against the same test sample.",
+        "",
+        "| set | extractor | P | R | D | C | FID | KID | real FID | real C |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        real = r["real_reference"]
+        lines.append(
+            f"| {r['set']} | {r['name']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['density']:.3f} | "
+            f"{r['coverage']:.3f} | {r['fid']:.4g} | {r['kid_mean']:.3g} ± {r['kid_std']:.2g} | "
+            f"{real['fid']:.4g} | {real['coverage']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def leaderboard_markdown(rows: list[dict], diversity: list[dict] = (), fidelity: list[dict] = ()) -> str:
     lines = [
         f"# Leaderboard (ddkit {__version__})",
         "",
@@ -76,7 +110,7 @@ def leaderboard_markdown(rows: list[dict], diversity: list[dict] = ()) -> str:
             f"| {preset} | {r['student']} | {r['method']} | {r['ipc']} | {r['mean']:.2f} ± {r['std']:.2f} | "
             f"{','.join(map(str, r['seeds']))} | {r['teacher'] or '–'} |"
         )
-    return "\n".join(lines) + "\n" + diversity_markdown(list(diversity))
+    return "\n".join(lines) + "\n" + diversity_markdown(list(diversity)) + fidelity_markdown(list(fidelity))
 
 
 def write_report(root: Path) -> Path:
@@ -84,9 +118,10 @@ def write_report(root: Path) -> Path:
     from ddkit.report.figures import save_accuracy_plot, save_grid
 
     out = Path(root) / "report"
-    rows, diversity = collect_rows(root), collect_diversity(root)
-    atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows, diversity))
-    atomic_write_json(out / "leaderboard.json", {"ddkit": __version__, "rows": rows, "diversity": diversity})
+    rows, diversity, fidelity = collect_rows(root), collect_diversity(root), collect_fidelity(root)
+    atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows, diversity, fidelity))
+    atomic_write_json(out / "leaderboard.json",
+                      {"ddkit": __version__, "rows": rows, "diversity": diversity, "fidelity": fidelity})
     for folder in set_dirs(root):
         distilled = DistilledSet.load(folder)
         save_grid(distilled, out / f"grid-{folder.name}.png", f"{folder.name} ({len(distilled)} images)")

@@ -1,0 +1,78 @@
+"""Guidance terms: mode guidance (MGD3) and kernel representativeness guidance (DAP).
+
+MGD3: Chan-Santiago et al., "MGD³: Mode-Guided Dataset Distillation using Diffusion Models",
+ICML 2025. DAP: "Diffusion As Prior: representativeness-guided dataset distillation", ICLR 2026
+(no public code; this is our implementation of the paper's update).
+
+| paper                                        | here                                             |
+|----------------------------------------------|--------------------------------------------------|
+| m_j, mode of IPC index j                     | `ModeGuidance.modes[j]`                          |
+| λ σ_t (m_j − x̂₀)                             | `scale` × `direction` (σ_t = √(1−ᾱ_t))           |
+| φ(x_t, t), intermediate layer of the network | `layer_features(prior, layer, ...)`              |
+| x_n, real class samples noised to t          | `KernelGuidance.real`, `per_step` drawn per step |
+| γ ∇_{x_t} (1/N) Σ_n ‖φ(x_t,t) − φ(x_n,t)‖     | `scale` × `direction` (minus the gradient)       |
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+
+from ddkit.diffusion.features import kernel_distance, layer_features
+from ddkit.diffusion.prior import Condition
+from ddkit.diffusion.sampler import GuidanceTerm, StepState
+
+
+class ModeGuidance(GuidanceTerm):
+    """Pull sample j's clean prediction toward its mode: σ_t (m_j − x̂₀)."""
+
+    def __init__(self, modes: torch.Tensor, scale: float = 0.1, window: Sequence[float] = (0.0, 0.5)) -> None:
+        super().__init__(scale, window)
+        self.modes = modes
+
+    def direction(self, state: StepState) -> torch.Tensor:
+        return state.sigma * (self.modes.to(state.x0) - state.x0)
+
+
+def rms_normalise(grad: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Rescale each sample's gradient to per-element RMS σ_t: the step then has the size of the
+    noise still in x_t whatever the layer or model, so one γ transfers between priors."""
+    rms = grad.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12)
+    return sigma * grad / rms.view(-1, *[1] * (grad.ndim - 1))
+
+
+class KernelGuidance(GuidanceTerm):
+    """DAP: descend the mean kernel distance between φ(x_t, t) and φ(x_n, t) of real class samples."""
+
+    def __init__(
+        self, layer: nn.Module, real: torch.Tensor, scale: float = 1.0, window: Sequence[float] = (0.0, 1.0),
+        kernel: Literal["linear", "rbf"] = "linear", per_step: int = 16, normalise: Literal["rms", "none"] = "rms",
+    ) -> None:
+        super().__init__(scale, window)
+        self.layer, self.real, self.kernel, self.per_step, self.normalise = layer, real, kernel, per_step, normalise
+
+    def reference(self, state: StepState) -> torch.Tensor:
+        picks = torch.randperm(len(self.real), generator=state.generator)[: self.per_step]
+        noisy = state.prior.add_noise(self.real[picks].to(state.x), state.t, state.generator)
+        with torch.no_grad():
+            return layer_features(state.prior, self.layer, noisy, state.t, first_condition(state.cond, len(noisy)))
+
+    def loss(self, state: StepState, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        features = layer_features(state.prior, self.layer, x, state.t, state.cond)
+        return kernel_distance(features, reference, self.kernel).mean(1).sum()
+
+    def direction(self, state: StepState) -> torch.Tensor:
+        reference = self.reference(state)
+        with torch.enable_grad():
+            x = state.x.detach().requires_grad_(True)
+            grad = torch.autograd.grad(self.loss(state, x, reference), x)[0]
+        return -rms_normalise(grad, state.sigma) if self.normalise == "rms" else -grad
+
+
+def first_condition(cond: Condition, count: int) -> Condition:
+    """The condition of the batch's first row, repeated: real references share the batch's class."""
+    if cond.text is not None:
+        return Condition(text=cond.text[:1].expand(count, -1, -1), null_text=cond.null_text)
+    return Condition(labels=cond.labels[:1].expand(count) if cond.labels is not None else None)

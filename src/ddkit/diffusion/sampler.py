@@ -1,0 +1,109 @@
+"""One guided sampler: a loop over a diffusers scheduler with CFG and composable guidance terms.
+
+Each step: the prior predicts ε (classifier-free guided), the scheduler proposes x̃_{t−1}, and
+every guidance term active at this step adds `scale · direction(state)`:
+
+    x_{t−1} = x̃_{t−1} + Σ_g  s_g · d_g(x_t, t, x̂₀, condition)
+
+A term is a small object with one contract (`GuidanceTerm.direction`); terms may wrap other
+terms (the manifold projection does), so method variants are configuration, not new samplers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence
+
+import torch
+
+from ddkit.diffusion.prior import Condition, Prior
+from ddkit.errors import DDKitError
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    scheduler: Literal["ddim", "ddpm"] = "ddim"
+    steps: int = 50
+    cfg_scale: float = 2.0  # 1: no classifier-free guidance
+    eta: float = 0.0  # DDIM stochasticity (0: deterministic given the initial noise)
+
+
+@dataclass
+class StepState:
+    """What a guidance term sees at one step (x is x_t; x0 the prior's clean prediction)."""
+
+    prior: Prior
+    x: torch.Tensor
+    t: int
+    step: int
+    steps: int
+    x0: torch.Tensor
+    eps: torch.Tensor
+    alpha: float  # √ᾱ_t
+    sigma: float  # √(1−ᾱ_t)
+    cond: Condition
+    generator: torch.Generator
+
+
+class GuidanceTerm:
+    """A direction added to x_{t−1}, scaled by `scale`, on the steps inside `window`.
+
+    `window` holds fractions of the sampling steps: (0, 0.5) is the first half.
+    """
+
+    def __init__(self, scale: float, window: Sequence[float] = (0.0, 1.0)) -> None:
+        self.scale, self.window = float(scale), (float(window[0]), float(window[1]))
+
+    def active(self, step: int, steps: int) -> bool:
+        return self.window[0] * steps <= step < self.window[1] * steps
+
+    def progress(self, step: int, steps: int) -> float:
+        """How far through its window the term is, 0 → 1 (for annealed schedules)."""
+        first, last = self.window[0] * steps, self.window[1] * steps - 1
+        return 0.0 if last <= first else min(1.0, max(0.0, (step - first) / (last - first)))
+
+    def direction(self, state: StepState) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def make_scheduler(prior: Prior, config: SamplerConfig):
+    import diffusers
+
+    if config.scheduler == "ddim":
+        scheduler = diffusers.DDIMScheduler.from_config(prior.scheduler.config)
+    else:  # the ε-only sampler: learned-variance models (DiT) get the fixed posterior variance
+        scheduler = diffusers.DDPMScheduler.from_config(prior.scheduler.config, variance_type="fixed_small")
+    scheduler.set_timesteps(config.steps)
+    return scheduler
+
+
+def sample(
+    prior: Prior, cond: Condition, generator: torch.Generator, config: SamplerConfig = SamplerConfig(),
+    terms: Sequence[GuidanceTerm] = (), noise: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Samples (in the prior's sample space) for each row of `cond`; all randomness from `generator`."""
+    scheduler = make_scheduler(prior, config)
+    shape = (len(cond), prior.sample_channels, prior.sample_size, prior.sample_size)
+    if noise is None:
+        noise = torch.randn(shape, generator=generator)
+    x = noise.to(prior.device) * scheduler.init_noise_sigma
+    steps = len(scheduler.timesteps)
+    extra = {"eta": config.eta} if config.scheduler == "ddim" else {}
+    for step, t in enumerate(scheduler.timesteps):
+        t = int(t)
+        with torch.no_grad():
+            output = prior.model_output(scheduler.scale_model_input(x, t), t, cond, config.cfg_scale)
+        x_prev = scheduler.step(output, t, x, generator=generator, **extra).prev_sample
+        active = [term for term in terms if term.active(step, steps)]
+        if active:
+            eps, x0 = prior.predict_eps_x0(x, output, t)
+            alpha, sigma = prior.schedule_at(t)
+            state = StepState(prior, x, t, step, steps, x0, eps, alpha, sigma, cond, generator)
+            for term in active:
+                delta = term.scale * term.direction(state)
+                if not torch.isfinite(delta).all():
+                    raise DDKitError(f"{type(term).__name__} guidance became NaN/inf at step {step + 1} of {steps}; "
+                                     f"lower its scale (now {term.scale})")
+                x_prev = x_prev + delta
+        x = x_prev
+    return x

@@ -1,0 +1,236 @@
+"""Squeeze a prior: train a small class-conditional UNet (DDPM ε-objective, EMA) on a dataset.
+
+A prior is named by a recipe in `presets/priors/<name>.yaml`. Like teachers, its cache entry is
+keyed by the training data's content hash and the resolved recipe; the entry is a diffusers
+pipeline directory (`unet/`, `scheduler/`, `model_index.json`) plus `ddkit_prior.json`, so
+`load_prior` reads ddkit's priors and downloaded ones alike. Entries shipped inside the package
+(`ddkit/diffusion/weights/`) are used when their key matches, so the demo needs no training.
+
+Quality check: after training, `check_per_class` samples per class are drawn and classified by
+a ddkit teacher; the share classified as their conditioning class is the prior's
+`teacher_agreement`, stored with the entry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+
+from ddkit.config import build, load_yaml, merge, to_dict
+from ddkit.data.images import DataSplits
+from ddkit.devices import device_label
+from ddkit.diffusion.prior import PRIOR_META, Condition, Prior, load_prior
+from ddkit.diffusion.sampler import SamplerConfig, sample
+from ddkit.errors import DDKitError
+from ddkit.methods.base import item_seed
+from ddkit.models.teachers import Teacher, default_cache_dir
+from ddkit.presets import preset_names, preset_path
+from ddkit.progress import steps
+from ddkit.runs import atomic_directory, atomic_write_bytes, config_hash, environment
+from ddkit.training import predict_logits
+
+SHIPPED = Path(__file__).resolve().parent / "weights"
+RESUME = "resume.pt"
+
+
+@dataclass(frozen=True)
+class PriorRecipe:
+    name: str
+    channels: list[int] = field(default_factory=lambda: [32, 64, 64])  # one UNet level each, /2 between
+    layers_per_block: int = 1
+    norm_groups: int = 8
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    class_dropout: float = 0.1  # labels replaced by the null class: trains the CFG branch
+    train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    seed: int = 0
+    check_teacher: str = "convnet-bn"
+    check_per_class: int = 100
+    check_sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self) -> None:
+        if not self.channels or any(c % self.norm_groups for c in self.channels):
+            raise ValueError(f"channels {self.channels} must be non-empty multiples of norm_groups={self.norm_groups}")
+
+
+def prior_recipe(name: str, overrides: Optional[dict[str, Any]] = None) -> PriorRecipe:
+    if name not in preset_names("priors"):
+        raise DDKitError(f"unknown prior recipe {name!r}; choose one of: {', '.join(preset_names('priors'))}")
+    data = merge(load_yaml(preset_path("priors", name)), overrides or {})
+    return build(PriorRecipe, {"name": name, **data}, where=f"prior {name}")
+
+
+def build_unet(recipe: PriorRecipe, image_shape: tuple[int, int, int], num_classes: int):
+    from diffusers import UNet2DModel
+
+    channels, size = image_shape[0], image_shape[1]
+    if size % 2 ** (len(recipe.channels) - 1):
+        raise DDKitError(f"{size}-px images cannot be halved {len(recipe.channels) - 1} times; use fewer channel levels")
+    levels = len(recipe.channels)
+    return UNet2DModel(
+        sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=tuple(recipe.channels),
+        layers_per_block=recipe.layers_per_block, norm_num_groups=recipe.norm_groups,
+        down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
+        num_class_embeds=num_classes + 1,  # the last row is the null class of classifier-free guidance
+    )
+
+
+def make_train_scheduler(recipe: PriorRecipe):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=recipe.train_timesteps, beta_schedule=recipe.beta_schedule,
+                         prediction_type="epsilon", clip_sample=False)
+
+
+def entry_name(recipe: PriorRecipe, splits: DataSplits) -> str:
+    key = config_hash({"data": splits.fingerprint, "recipe": to_dict(recipe), "format": 1})
+    return f"{recipe.name}-{key}"
+
+
+def resolve_prior(
+    source: str | PriorRecipe, splits: DataSplits, teacher: Callable[[str], Teacher], cache_dir: Optional[Path] = None,
+    progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"), retrain: bool = False,
+) -> Prior:
+    """A shipped/cached prior by recipe (squeezed first if needed), or any diffusers source."""
+    if isinstance(source, str) and source not in preset_names("priors"):
+        return load_prior(source, device)
+    recipe = prior_recipe(source) if isinstance(source, str) else source
+    entry = entry_name(recipe, splits)
+    cached = Path(cache_dir or default_cache_dir()) / "priors" / splits.name / entry
+    shipped = SHIPPED / splits.name / entry
+    for folder in ([] if retrain else [cached, shipped]):
+        if (folder / PRIOR_META).is_file():
+            return load_prior(folder, device)
+    squeeze_prior(recipe, splits, cached, teacher, progress, device)
+    return load_prior(cached, device)
+
+
+def squeeze_prior(
+    recipe: PriorRecipe, splits: DataSplits, out: Path, teacher: Callable[[str], Teacher],
+    progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
+) -> dict[str, Any]:
+    """Train, check and save a prior into `out` (atomically); resumes from `out`.partial."""
+    train = splits.train
+    work = out.with_name(out.name + ".partial")
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+    model = build_unet(recipe, train.image_shape, train.num_classes).to(device)
+    ema = build_unet(recipe, train.image_shape, train.num_classes).to(device)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    scheduler = make_train_scheduler(recipe)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
+    batches = math.ceil(len(train) / recipe.batch_size)
+    total = recipe.epochs * batches
+    start_epoch, seconds = _resume(work / RESUME, model, ema, optimizer)
+    x_all = train.images * 2 - 1
+    alphas = scheduler.alphas_cumprod.to(device)
+    null = train.num_classes
+    model.train()
+    with steps(progress, f"squeeze prior {recipe.name}", total) as bar:
+        bar.advance(start_epoch * batches)
+        for epoch in range(start_epoch, recipe.epochs):
+            started = time.perf_counter()
+            # every random number of an epoch comes from the epoch's own generator: resume-safe
+            generator = torch.Generator().manual_seed(item_seed(recipe.seed, "prior-epoch", epoch))
+            order = torch.randperm(len(train), generator=generator)
+            for b, rows in enumerate(order.split(recipe.batch_size)):
+                step = epoch * batches + b
+                lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / total))
+                optimizer.param_groups[0]["lr"] = lr
+                x0 = x_all[rows].to(device)
+                noise = torch.randn(x0.shape, generator=generator).to(device)
+                t = torch.randint(0, recipe.train_timesteps, (len(rows),), generator=generator).to(device)
+                labels = train.labels[rows].clone()
+                labels[torch.rand(len(rows), generator=generator) < recipe.class_dropout] = null
+                a = alphas[t].view(-1, 1, 1, 1)
+                noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+                loss = F.mse_loss(model(noisy, t, class_labels=labels.to(device)).sample, noise)
+                if not torch.isfinite(loss):
+                    raise DDKitError(f"prior loss became {loss.item()} at epoch {epoch + 1}; lower the lr (now {recipe.lr})")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    decay = min(recipe.ema_decay, (1 + step) / (10 + step))  # short warm-up of the average
+                    for e, p in zip(ema.parameters(), model.parameters()):
+                        e.lerp_(p, 1 - decay)
+                bar.advance(status=f"loss {loss.item():.4f}")
+            seconds += time.perf_counter() - started
+            _save_resume(work / RESUME, epoch + 1, seconds, model, ema, optimizer)
+    prior = Prior(ema.eval(), scheduler, None, null_class=null)
+    checker = teacher(recipe.check_teacher)
+    metrics = {"train_seconds": round(seconds, 1), "parameters": sum(p.numel() for p in ema.parameters()),
+               **teacher_agreement(prior, checker, train.num_classes, train.image_shape, recipe.check_per_class,
+                                   recipe.check_sampler, recipe.seed)}
+    meta = {"recipe": to_dict(recipe), "data": splits.fingerprint, "class_names": list(train.class_names),
+            "image_shape": list(train.image_shape), "null_class": null, "check_teacher": checker.label,
+            "metrics": metrics, "environment": environment() | {"device": device_label(device)}}
+    save_prior_dir(prior, out, meta)
+    shutil.rmtree(work, ignore_errors=True)
+    return metrics
+
+
+def teacher_agreement(
+    prior: Prior, teacher: Teacher, num_classes: int, image_shape: tuple[int, int, int], per_class: int,
+    sampler: SamplerConfig, seed: int,
+) -> dict[str, Any]:
+    """Share of samples (%) the teacher assigns to their conditioning class, overall and per class."""
+    hits = []
+    for c in range(num_classes):
+        generator = torch.Generator().manual_seed(item_seed(seed, "prior-check", c))
+        labels = torch.full((per_class,), c, device=prior.device)
+        with torch.no_grad():
+            images = prior.decode(sample(prior, Condition(labels=labels), generator, sampler), image_shape)
+        hits.append((predict_logits(teacher.model, images).argmax(1) == c).float().mean().item() * 100)
+    return {"teacher_agreement": round(sum(hits) / len(hits), 2), "teacher_agreement_per_class": [round(h, 1) for h in hits],
+            "check_sampler": to_dict(sampler), "check_per_class": per_class}
+
+
+def save_prior_dir(prior: Prior, out: Path, meta: dict[str, Any]) -> None:
+    """A diffusers pipeline directory (DDPMPipeline layout) + ddkit_prior.json, written atomically."""
+    import diffusers
+
+    with atomic_directory(out) as tmp:
+        prior.model.save_pretrained(tmp / "unet")
+        prior.scheduler.save_pretrained(tmp / "scheduler")
+        index = {"_class_name": "DDPMPipeline", "_diffusers_version": diffusers.__version__,
+                 "unet": ["diffusers", type(prior.model).__name__], "scheduler": ["diffusers", type(prior.scheduler).__name__]}
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        (tmp / PRIOR_META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _save_resume(path: Path, epoch: int, seconds: float, model, ema, optimizer) -> None:
+    buffer = io.BytesIO()
+    torch.save({"epoch": epoch, "seconds": seconds, "model": model.state_dict(), "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict()}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _resume(path: Path, model, ema, optimizer) -> tuple[int, float]:
+    if not path.is_file():
+        return 0, 0.0
+    try:
+        state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
+    except (RuntimeError, EOFError, OSError):
+        os.remove(path)  # a corrupt resume point only costs the epochs it held
+        return 0, 0.0
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["epoch"]), float(state["seconds"])

@@ -1,0 +1,275 @@
+"""Distilled sets sampled from a diffusion prior with training-free guidance: plain class-
+conditional sampling, MGD3, ManifoldGD and DAP as presets of one engine.
+
+MGD3: Chan-Santiago et al., ICML 2025 (k-means modes, +λσ_t(m_j − x̂₀) for the first half).
+ManifoldGD: CVPR 2026 (bisecting k-means modes; the mode term projected onto the local tangent
+space of the noisy data manifold). DAP: ICLR 2026 (descend a Mercer-kernel distance between the
+diffusion network's own intermediate features of x_t and of real class samples noised to t).
+The terms live in `ddkit.diffusion.guidance` / `ddkit.diffusion.manifold`; here they are
+composed from config, so e.g. DAP + the manifold projection is `--project=true` on `dap`.
+
+| knob                                 | field                                          |
+|--------------------------------------|------------------------------------------------|
+| prior (recipe name, directory, hub)  | `prior`, `class_map`, `resize`                 |
+| sampler: scheduler, steps, CFG, η    | `sampler`                                      |
+| modes: k-means / bisecting, depth    | `modes`, `mode_level`                          |
+| λ and its step window                | `mode_scale`, `mode_window`                    |
+| γ, kernel, φ layer, real x_n / step  | `kernel_scale`, `kernel`, `feature_layer`, `kernel_real` |
+| tangent projection (d, K → K_end)    | `project`, `tangent_dims`, `neighbours`, `neighbours_final`, `projection` |
+
+Work items are (class, a block of `batch` IPC indices); each item seeds its own generator, so
+the initial noise of sample j of class c is the same for every method (paired comparisons), and
+results do not depend on the order or number of processes. Finished items are kept in the
+context's work directory and reused when an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+from ddkit.config import to_dict
+from ddkit.data.distilled import DistilledSet
+from ddkit.data.images import ImageSet
+from ddkit.errors import DDKitError
+from ddkit.methods.base import Method, SynthesisContext, item_seed, register_method
+from ddkit.progress import steps
+from ddkit.runs import atomic_write_tensors, config_hash, read_tensors
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    scheduler: Literal["ddim", "ddpm"] = "ddim"
+    steps: int = 50
+    cfg_scale: float = 2.0
+    eta: float = 0.0
+
+
+@dataclass(frozen=True)
+class GuidedDiffusionConfig:
+    prior: str = "fashion-mnist-unet"  # a prior recipe (ddkit list presets), a diffusers directory or a hub id
+    class_map: list[int] = field(default_factory=list)  # prior class of each dataset class; empty: the same index
+    resize: bool = False  # allow a prior whose image size differs from the dataset's (samples are resized)
+    sampler: SamplerOptions = field(default_factory=SamplerOptions)
+    batch: int = 10  # samples per work item (one class)
+    real_per_class: int = 1000  # real training images per class used for modes and kernel references
+    # mode guidance (MGD3, ManifoldGD)
+    mode_scale: float = 0.0  # λ; 0 turns the term off
+    modes: Literal["kmeans", "bisecting"] = "kmeans"
+    mode_level: Literal["leaves", "tree"] = "leaves"
+    mode_window: list[float] = field(default_factory=lambda: [0.0, 0.5])
+    # kernel representativeness guidance (DAP)
+    kernel_scale: float = 0.0  # γ; 0 turns the term off
+    kernel: Literal["linear", "rbf"] = "linear"
+    feature_layer: str = ""  # empty: the denoiser's middle (UNet mid_block, DiT's middle block)
+    kernel_real: int = 16  # real samples x_n drawn per guided step
+    kernel_window: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    kernel_normalise: Literal["rms", "none"] = "rms"
+    # tangent-space projection (ManifoldGD); wraps every active term
+    project: bool = False
+    tangent_dims: int = 8
+    neighbours: int = 64
+    neighbours_final: int = 16
+    projection: Literal["paper", "released"] = "paper"
+
+    def __post_init__(self) -> None:
+        for name in ("mode_window", "kernel_window"):
+            window = getattr(self, name)
+            if len(window) != 2 or not 0 <= window[0] < window[1] <= 1:
+                raise ValueError(f"{name} must be two fractions 0 <= start < end <= 1, got {window}")
+        if self.batch < 1 or self.real_per_class < 2 or self.kernel_real < 1:
+            raise ValueError("batch, kernel_real must be >= 1 and real_per_class >= 2")
+        if self.project and self.mode_scale == 0 and self.kernel_scale == 0:
+            raise ValueError("project=true needs a term to project: set mode_scale or kernel_scale")
+        if self.project and self.neighbours_final <= self.tangent_dims:
+            raise ValueError(f"neighbours_final ({self.neighbours_final}) must exceed tangent_dims ({self.tangent_dims})")
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    label: int
+    indices: tuple[int, ...]
+
+    @property
+    def key(self) -> str:
+        return f"c{self.label:04d}-i{self.indices[0]:05d}-{self.indices[-1]:05d}"
+
+
+def work_items(ipc: int, num_classes: int, batch: int) -> list[WorkItem]:
+    blocks = [tuple(range(start, min(start + batch, ipc))) for start in range(0, ipc, batch)]
+    return [WorkItem(c, block) for block in blocks for c in range(num_classes)]
+
+
+class GuidedDiffusion(Method):
+    config_class = GuidedDiffusionConfig
+    smoke_options = {"prior": "test-unet", "sampler": {"steps": 2}, "real_per_class": 12, "kernel_real": 4,
+                     "neighbours": 10, "neighbours_final": 4, "tangent_dims": 2}
+
+    def synthesize(self, ctx: SynthesisContext) -> DistilledSet:
+        from ddkit.diffusion.train import resolve_prior
+
+        cfg, train = self.config, ctx.splits.train
+        prior = resolve_prior(cfg.prior, ctx.splits, ctx.teacher, ctx.cache_dir, ctx.progress, ctx.device)
+        prior_classes = check_prior(prior, train, cfg)
+        items = work_items(ctx.ipc, train.num_classes, cfg.batch)
+        fingerprint = config_hash({"config": to_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,
+                                   "prior": prior.meta.get("source")})
+        engine = _Engine(cfg, prior, train, ctx.seed, ctx.ipc)
+        images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)
+        with steps(ctx.progress, f"sample ({len(items)} batches)", len(items)) as bar:
+            for item in items:
+                block = _load_item(ctx.workdir, item, fingerprint)
+                if block is None:
+                    block = engine.run(item, prior_classes[item.label])
+                    _save_item(ctx.workdir, item, fingerprint, block)
+                images[list(item.indices), item.label] = block
+                bar.advance()
+        labels = torch.arange(train.num_classes).repeat(ctx.ipc)
+        order = torch.argsort(labels, stable=True)
+        flat = images.reshape(-1, *train.image_shape)
+        meta = {"prior": {k: prior.meta.get(k) for k in ("source", "metrics")}, "work_items": len(items)}
+        return DistilledSet(flat[order], labels[order], train.class_names, train.mean, train.std, meta=meta)
+
+
+def check_prior(prior, train: ImageSet, cfg: GuidedDiffusionConfig) -> list[int]:
+    """The prior class of each dataset class, after checking the prior fits the data."""
+    channels, size = train.image_shape[0], train.image_shape[1]
+    if prior.image_size != size and not cfg.resize:
+        raise DDKitError(f"prior {cfg.prior} makes {prior.image_size}-px images, the dataset has {size}-px ones; "
+                         "use a prior trained at this size or set resize=true")
+    if prior.image_channels != channels and not {prior.image_channels, channels} <= {1, 3}:
+        raise DDKitError(f"prior {cfg.prior} makes {prior.image_channels}-channel images, the dataset has {channels}")
+    known = prior.num_classes
+    mapping = list(cfg.class_map) or list(range(train.num_classes))
+    if len(mapping) != train.num_classes:
+        raise DDKitError(f"class_map has {len(mapping)} entries, the dataset has {train.num_classes} classes")
+    if known is None:
+        raise DDKitError(f"prior {cfg.prior} is not class-conditional; give a class-conditional prior")
+    if not cfg.class_map and known != train.num_classes:
+        raise DDKitError(f"prior {cfg.prior} knows {known} classes, the dataset has {train.num_classes}; "
+                         "set class_map to the prior class of each dataset class")
+    if any(not 0 <= c < known for c in mapping):
+        raise DDKitError(f"class_map entries must lie in 0..{known - 1}")
+    return mapping
+
+
+class _Engine:
+    """Per-class real references and modes (computed once, on first use) and the guided sampling."""
+
+    def __init__(self, cfg: GuidedDiffusionConfig, prior, train: ImageSet, seed: int, ipc: int) -> None:
+        self.cfg, self.prior, self.train, self.seed, self.ipc = cfg, prior, train, seed, ipc
+        self._real: dict[int, torch.Tensor] = {}
+        self._modes: dict[int, object] = {}
+
+    def real(self, label: int) -> torch.Tensor:
+        """A seeded sample of the class's training images, in the prior's sample space."""
+        if label not in self._real:
+            members = self.train.indices_of(label)
+            generator = torch.Generator().manual_seed(item_seed(self.seed, "diffusion-real", label))
+            picks = members[torch.randperm(len(members), generator=generator)[: self.cfg.real_per_class]]
+            self._real[label] = self.prior.encode(self.train.images[picks]).detach()
+        return self._real[label]
+
+    def modes(self, label: int):
+        from ddkit.diffusion.modes import bisecting_modes, kmeans_modes
+
+        if label not in self._modes:
+            points, what = self.real(label), f"class {self.train.class_names[label]!r}"
+            seed = item_seed(self.seed, "diffusion-modes", label)
+            self._modes[label] = (kmeans_modes(points, self.ipc, seed, what) if self.cfg.modes == "kmeans"
+                                  else bisecting_modes(points, self.ipc, seed, self.cfg.mode_level, what))
+        return self._modes[label]
+
+    def terms(self, item: WorkItem) -> list:
+        from ddkit.diffusion.features import default_feature_layer, find_layer
+        from ddkit.diffusion.guidance import KernelGuidance, ModeGuidance
+        from ddkit.diffusion.manifold import TangentProjection
+
+        cfg, real = self.cfg, None
+        terms, neighbourhoods = [], []
+        if cfg.mode_scale:
+            modes = self.modes(item.label)
+            shape = (len(item.indices), *self.real(item.label).shape[1:])
+            centres = modes.centres[list(item.indices)].view(shape).to(self.prior.device)
+            terms.append(ModeGuidance(centres, cfg.mode_scale, cfg.mode_window))
+            real = self.real(item.label)
+            neighbourhoods.append([real[modes.members[j]] for j in item.indices])
+        if cfg.kernel_scale:
+            real = self.real(item.label)
+            layer = find_layer(self.prior.model, cfg.feature_layer or default_feature_layer(self.prior.model))
+            terms.append(KernelGuidance(layer, real, cfg.kernel_scale, cfg.kernel_window, cfg.kernel, cfg.kernel_real,
+                                        cfg.kernel_normalise))
+            neighbourhoods.append([real] * len(item.indices))  # DAP has no modes: the whole class is the neighbourhood
+        if cfg.project:
+            terms = [TangentProjection(term, members, cfg.tangent_dims, cfg.neighbours, cfg.neighbours_final, cfg.projection)
+                     for term, members in zip(terms, neighbourhoods)]
+        return terms
+
+    def run(self, item: WorkItem, prior_class: int) -> torch.Tensor:
+        from ddkit.diffusion.prior import Condition
+        from ddkit.diffusion.sampler import SamplerConfig, sample
+
+        generator = torch.Generator().manual_seed(item_seed(self.seed, "diffusion", item.label, item.indices))
+        labels = torch.full((len(item.indices),), prior_class, device=self.prior.device)
+        sampler = SamplerConfig(**to_dict(self.cfg.sampler))
+        samples = sample(self.prior, Condition(labels=labels), generator, sampler, self.terms(item))
+        return self.prior.decode(samples.detach(), self.train.image_shape)
+
+
+def _item_path(workdir: Optional[Path], item: WorkItem) -> Optional[Path]:
+    return Path(workdir) / f"{item.key}.safetensors" if workdir else None
+
+
+def _save_item(workdir: Optional[Path], item: WorkItem, fingerprint: str, block: torch.Tensor) -> None:
+    path = _item_path(workdir, item)
+    if path:
+        atomic_write_tensors(path, {"images": block}, {"fingerprint": fingerprint})
+
+
+def _load_item(workdir: Optional[Path], item: WorkItem, fingerprint: str) -> Optional[torch.Tensor]:
+    path = _item_path(workdir, item)
+    if not path or not path.exists():
+        return None
+    tensors, meta = read_tensors(path)
+    return tensors["images"] if meta.get("fingerprint") == fingerprint else None
+
+
+@register_method("diffusion")
+class PlainDiffusion(GuidedDiffusion):
+    """Class-conditional sampling with CFG only: the baseline of every diffusion-DD paper."""
+
+
+@dataclass(frozen=True)
+class MGD3Config(GuidedDiffusionConfig):
+    mode_scale: float = 0.1
+
+
+@register_method("mgd3")
+class MGD3(GuidedDiffusion):
+    config_class = MGD3Config
+
+
+@dataclass(frozen=True)
+class ManifoldGDConfig(GuidedDiffusionConfig):
+    mode_scale: float = 0.1
+    modes: Literal["kmeans", "bisecting"] = "bisecting"
+    project: bool = True
+
+
+@register_method("manifoldgd")
+class ManifoldGD(GuidedDiffusion):
+    config_class = ManifoldGDConfig
+
+
+@dataclass(frozen=True)
+class DAPConfig(GuidedDiffusionConfig):
+    kernel_scale: float = 1.0
+
+
+@register_method("dap")
+class DAP(GuidedDiffusion):
+    config_class = DAPConfig
