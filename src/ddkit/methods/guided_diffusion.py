@@ -25,7 +25,6 @@ context's work directory and reused when an interrupted run resumes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
