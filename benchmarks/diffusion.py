@@ -1,0 +1,290 @@
+"""Diffusion-prior methods on Fashion-MNIST: random real vs plain prior vs MGD3 vs ManifoldGD vs
+DAP vs DAP + manifold projection, with accuracy, fidelity, diversity and cost (issue 4).
+
+    python benchmarks/diffusion.py --quick                 # quick presets, IPC 1 and 10, 10 sampling steps
+    python benchmarks/diffusion.py                         # hard-dsa + soft-kd, IPC 1/10/50 (hours on 2 cores)
+    python benchmarks/diffusion.py --tune                  # DAP defaults, chosen on the validation split
+    python benchmarks/diffusion.py --speed                 # s/image per method and ratio to plain sampling
+    python benchmarks/diffusion.py --dit --device cuda     # DiT-XL/2-shaped random prior + SD-shaped VAE, 50 steps
+
+Accuracy runs accumulate in a run directory (default benchmarks/runs/diffusion[-quick]) and
+resume; `--write` puts each table in benchmarks/results/diffusion*.md. Every guided method uses
+the same prior, sampler (DDIM, 50 steps, CFG 2) and initial noise per sample as plain sampling,
+so the rows differ only in their guidance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ddkit.data import DatasetConfig, load_dataset
+from ddkit.data.images import ImageSet
+from ddkit.devices import device_label, resolve_device
+from ddkit.diffusion.prior import Prior
+from ddkit.evaluate import evaluate_set, load_eval_preset
+from ddkit.evaluate.diversity import measure_diversity
+from ddkit.evaluate.fidelity import measure_fidelity
+from ddkit.evaluate.students import train_student
+from ddkit.methods import resolve_config
+from ddkit.methods.guided_diffusion import WorkItem, _Engine
+from ddkit.pipeline import TeacherPool, make_set
+from ddkit.progress import make_progress
+from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json
+from ddkit.training import accuracy
+
+VARIANTS = {
+    "random": ("random", {}),
+    "diffusion": ("diffusion", {}),
+    "mgd3": ("mgd3", {}),
+    "manifoldgd": ("manifoldgd", {}),
+    "dap": ("dap", {}),
+    "dap+manifold": ("dap", {"project": True}),
+}
+# DAP choices the paper leaves open, measured on the validation split (IPC 10, hard-dsa, seed 0).
+TUNING = {
+    "plain": ("diffusion", {}),
+    "dap γ0.3": ("dap", {"kernel_scale": 0.3}),
+    "dap γ1": ("dap", {"kernel_scale": 1.0}),
+    "dap γ3": ("dap", {"kernel_scale": 3.0}),
+    "dap γ1 first half": ("dap", {"kernel_scale": 1.0, "kernel_window": [0.0, 0.5]}),
+    "dap γ1 rbf": ("dap", {"kernel_scale": 1.0, "kernel": "rbf"}),
+    "dap γ1 unnormalised": ("dap", {"kernel_scale": 1.0, "kernel_normalise": "none"}),
+}
+EXTRACTORS = ("convnet-in", "mlp")  # took no part in synthesis or in the prior's quality check
+FIDELITY = "convnet-in"
+
+
+def stamp(device: torch.device) -> str:
+    env = environment()
+    return (f"Date: {time.strftime('%Y-%m-%d')}. ddkit {env['ddkit']} (git {env['git']}), torch {env['torch']}, "
+            f"{env['threads']} CPU threads, device {device_label(device)}. Command: `python benchmarks/diffusion.py {' '.join(sys.argv[1:])}`.")
+
+
+def with_steps(options: dict, steps: int | None, method: str) -> dict:
+    return options if steps is None or method == "random" else {**options, "sampler": {"steps": steps}}
+
+
+def accuracy_runs(args, out: Path, presets: list[str], ipcs: list[int], device: torch.device) -> None:
+    dataset = DatasetConfig()
+    splits = load_dataset(dataset)
+    with make_progress() as progress:
+        teachers = TeacherPool(splits, progress=progress, device=device)
+        loaded = [load_eval_preset(p) for p in presets]
+        extractors = {name: teachers(name) for name in EXTRACTORS}
+        for ipc in ipcs:
+            for variant in args.variants:
+                method, options = VARIANTS[variant]
+                folder = out / "sets" / f"{variant}-ipc{ipc}"
+                started = time.perf_counter()
+                distilled = make_set(method, with_steps(options, args.steps, method), ipc, 0, splits, dataset, teachers, folder, progress)
+                if not (folder / "synthesis.json").exists():
+                    atomic_write_json(folder / "synthesis.json", {"seconds": round(time.perf_counter() - started, 1),
+                                                                  "images": len(distilled), "device": device_label(device)})
+                measure_diversity(distilled, folder, splits.train, extractors)
+                measure_fidelity(distilled, folder, splits.train, splits.test, {FIDELITY: extractors[FIDELITY]})
+                for preset in loaded:
+                    evaluate_set(distilled, preset, splits, folder / "eval", None, teachers, progress, device)
+
+
+def _accuracy_cell(folder: Path, preset: str) -> str:
+    summaries = list((folder / "eval" / preset).glob("*/summary.json"))
+    if not summaries:
+        return "not run"
+    summary = read_json(summaries[0])
+    return f"{summary['mean']:.2f} ± {summary['std']:.2f}"
+
+
+def accuracy_table(out: Path, presets: list[str], ipcs: list[int], variants: list[str]) -> str:
+    header = ["variant", "IPC", *presets, "P", "R", "D", "C", "FID", "KID", *(f"cos {e} (real)" for e in EXTRACTORS), "s / image"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for ipc in ipcs:
+        for variant in variants:
+            folder = out / "sets" / f"{variant}-ipc{ipc}"
+            cells = [_accuracy_cell(folder, p) for p in presets]
+            path = folder / "fidelity" / f"{FIDELITY}.json"
+            if path.exists():
+                record = read_json(path)
+                cells += [f"{record[k]:.3f}" if record[k] == record[k] else "nan" for k in ("precision", "recall", "density", "coverage")]
+                cells += [f"{record['fid']:.2f}", f"{record['kid_mean']:.4f}"]
+            else:
+                cells += ["–"] * 6
+            for extractor in EXTRACTORS:
+                path = folder / "diversity" / f"{extractor}.json"
+                record = read_json(path) if path.exists() else None
+                cells.append("–" if record is None or record["mean"] is None else f"{record['mean']:.3f} ({record['real_mean']:.3f})")
+            timing = folder / "synthesis.json"
+            cells.append(f"{read_json(timing)['seconds'] / read_json(timing)['images']:.3f}" if timing.exists() else "–")
+            lines.append(f"| {variant} | {ipc} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def real_reference_line(out: Path, ipcs: list[int]) -> str:
+    """The fidelity of a real training subset of the same size, for reading the FID/PRDC columns."""
+    parts = []
+    for ipc in ipcs:
+        path = out / "sets" / f"random-ipc{ipc}" / "fidelity" / f"{FIDELITY}.json"
+        if path.exists():
+            ref = read_json(path)["real_reference"]
+            parts.append(f"IPC {ipc}: P {ref['precision']:.3f} R {ref['recall']:.3f} D {ref['density']:.3f} "
+                         f"C {ref['coverage']:.3f} FID {ref['fid']:.2f}")
+    return "; ".join(parts)
+
+
+def tune(args, device: torch.device) -> str:
+    """Each candidate: an IPC-10 set, one hard-dsa student (seed 0), accuracy on the validation split."""
+    dataset = DatasetConfig()
+    splits = load_dataset(dataset)
+    preset = load_eval_preset("hard-dsa")
+    out = Path("benchmarks/runs/diffusion-tune")
+    rows = []
+    with make_progress() as progress:
+        teachers = TeacherPool(splits, progress=progress, device=device)
+        for name, (method, options) in TUNING.items():
+            folder = out / name.replace(" ", "_")
+            result_path = folder / "val.json"
+            if not result_path.exists():
+                started = time.perf_counter()
+                distilled = make_set(method, with_steps(options, args.steps, method), 10, 0, splits, dataset, teachers, folder, progress)
+                seconds = time.perf_counter() - started
+                model = train_student(distilled.as_image_set(), preset, preset.student, 0, None, progress, device)
+                atomic_write_json(result_path, {"val_accuracy": round(accuracy(model, splits.val), 2), "synthesis_seconds": round(seconds, 1)})
+            result = read_json(result_path)
+            rows.append(f"| {name} | `{options}` | {result['val_accuracy']:.2f} | {result['synthesis_seconds']:.0f} |")
+    return "\n".join(["| candidate | options | val top-1 (hard-dsa, seed 0) | synthesis s |", "|---|---|---|---|", *rows])
+
+
+def _median_seconds(fn, repeats: int, device: torch.device) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def timing_table(prior: Prior, train: ImageSet, variants: dict, batch: int, steps: int, repeats: int,
+                 device: torch.device, cfg_scale: float) -> str:
+    """Seconds per image for one work item of `batch` images, methods interleaved round by round."""
+    engines = {}
+    for name, (method, options) in variants.items():
+        if method == "random":
+            continue
+        cfg = resolve_config(method, {**options, "sampler": {"steps": steps, "cfg_scale": cfg_scale}, "batch": batch})
+        engine = _Engine(cfg, prior, train, seed=0, ipc=batch)
+        engine.run(WorkItem(0, tuple(range(batch))), 0)  # warm-up; also computes modes and real references
+        engines[name] = engine
+    times = {name: [] for name in engines}
+    peak = {}
+    for _ in range(repeats):
+        for name, engine in engines.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            times[name] += _median_seconds(lambda: engine.run(WorkItem(0, tuple(range(batch))), 0), 1, device)
+            if device.type == "cuda":
+                peak[name] = max(peak.get(name, 0), torch.cuda.max_memory_allocated(device))
+    plain = statistics.median(times["diffusion"])
+    lines = ["| method | s / image | × plain | peak GiB |", "|---|---|---|---|"]
+    for name, values in times.items():
+        median = statistics.median(values)
+        memory = f"{peak[name] / 2**30:.2f}" if name in peak else "–"
+        lines.append(f"| {name} | {median / batch:.3f} | {median / plain:.2f} | {memory} |")
+    return "\n".join(lines)
+
+
+def speed(args, device: torch.device) -> str:
+    from ddkit.diffusion.train import resolve_prior
+
+    splits = load_dataset(DatasetConfig())
+    teachers = TeacherPool(splits, device=device)
+    prior = resolve_prior("fashion-mnist-unet", splits, teachers, device=device)
+    return timing_table(prior, splits.train, VARIANTS, batch=10, steps=args.steps or 50, repeats=args.repeats,
+                        device=device, cfg_scale=2.0)
+
+
+def dit(args, device: torch.device) -> str:
+    """A DiT-XL/2-shaped denoiser on 32×32×4 latents and an SD-shaped AutoencoderKL, randomly
+    initialised (no weights can be downloaded here): cost only, the samples mean nothing."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    model = DiTTransformer2DModel(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8,
+                                  num_layers=args.dit_layers, sample_size=32, patch_size=2, num_embeds_ada_norm=1000)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=2, sample_size=256)
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    prior = Prior(model, scheduler, vae, null_class=1000).to(device).requires_grad_(False)
+    generator = torch.Generator().manual_seed(0)
+    per_class = args.dit_real
+    images = torch.rand(2 * per_class, 3, 256, 256, generator=generator)
+    train = ImageSet(images, torch.arange(2).repeat_interleave(per_class), ("a", "b"), (0.5,) * 3, (0.25,) * 3)
+    variants = {k: v for k, v in VARIANTS.items() if k in ("diffusion", "mgd3", "manifoldgd", "dap")}
+    variants = {k: (m, {**o, "real_per_class": per_class}) for k, (m, o) in variants.items()}
+    table = timing_table(prior, train, variants, batch=args.dit_batch, steps=args.steps or 50, repeats=args.repeats,
+                         device=device, cfg_scale=4.0)
+    parameters = sum(p.numel() for p in model.parameters())
+    return f"DiT: {args.dit_layers} layers, {parameters / 1e6:.0f} M parameters; batch {args.dit_batch}, CFG 4.\n\n" + table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--ipcs", type=int, nargs="+", default=None)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--presets", nargs="+", default=None, help="evaluation presets (default: hard-dsa soft-kd)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the methods' 50; --quick: 10)")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--dit", action="store_true")
+    parser.add_argument("--dit-layers", type=int, default=28)
+    parser.add_argument("--dit-batch", type=int, default=10)
+    parser.add_argument("--dit-real", type=int, default=64, help="random 256-px 'real' images per class for modes / DAP")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if args.quick and args.steps is None:
+        args.steps = 10
+    sections = {"tune": ("diffusion-tune.md", "# DAP defaults, chosen on the validation split", tune),
+                "speed": ("diffusion-speed.md", "# Guided sampling cost (Fashion-MNIST prior)", speed),
+                "dit": ("diffusion-dit.md", "# Guided sampling cost with a DiT-XL/2-shaped prior", dit)}
+    for flag, (name, title, run) in sections.items():
+        if getattr(args, flag):
+            report = "\n".join([title, "", stamp(device), "", run(args, device), ""])
+            print(report)
+            if args.write:
+                atomic_write_text(Path("benchmarks/results") / name, report)
+            return
+    presets = args.presets or (["hard-dsa-quick", "soft-kd-quick"] if args.quick else ["hard-dsa", "soft-kd"])
+    ipcs = args.ipcs or ([1, 10] if args.quick else [1, 10, 50])
+    out = args.out or Path("benchmarks/runs") / ("diffusion-quick" if args.quick else "diffusion")
+    if not args.table_only:
+        accuracy_runs(args, out, presets, ipcs, device)
+    report = "\n".join([
+        "# Diffusion-prior methods on Fashion-MNIST", "", stamp(device), "",
+        "Test top-1 (%), mean ± population std over student seeds 0, 1, 2 (sets made once, seed 0), final epoch, "
+        f"ConvNet-3 student. P/R/D/C (k = 5), FID and KID against 2,000 test images in the feature space of the "
+        f"`{FIDELITY}` teacher. Diversity: intra-class mean pairwise cosine of extractor features (lower = more "
+        "diverse), real training images in brackets. s / image: synthesis wall time per image on this machine.", "",
+        accuracy_table(out, presets, ipcs, args.variants), "",
+        f"Real training subsets of the same size, same test sample: {real_reference_line(out, ipcs)}.", ""])
+    print(report)
+    if args.write:
+        atomic_write_text(Path("benchmarks/results/diffusion.md"), report)
+
+
+if __name__ == "__main__":
+    main()
