@@ -58,7 +58,7 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["synthesize", "dm", "--ipc", "1", "--out", "{tmp}/s"], "unknown method 'dm'; choose one of: herding, kcenter, prism, random, sre2l"),
+        (["synthesize", "dm", "--ipc", "1", "--out", "{tmp}/s"], "unknown method 'dm'; choose one of: dap, diffusion, herding, kcenter, manifoldgd, mgd3, prism, random, sre2l"),
         (["synthesize", "random", "--ipc", "6000", "--out", "{tmp}/s"], "IPC 6000 is not possible: the smallest class has 5500"),
         (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"], "unknown key 'herding.teachr'; valid keys: teacher"),
         (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--data-root", "{tmp}/none"], "does not exist; install them with 'apt-get install dataset-fashion-mnist'"),
@@ -70,6 +70,10 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
         (["squeeze", "vit"], "unknown teacher 'vit'; choose one of: convnet-bn, convnet-in, mlp, mobilenet, resnet, or a .yaml file"),
         (["squeeze", "convnet-bn", "--weights={tmp}/w.safetensors"], "checkpoint {tmp}/w.safetensors is corrupt"),
         (["list", "things"], "cannot list 'things'"),
+        (["squeeze-prior", "big"], "unknown prior recipe 'big'; choose one of: fashion-mnist-unet, test-unet"),
+        (["synthesize", "dap", "--ipc", "1", "--out", "{tmp}/s", "--prior={tmp}"], "cannot load a diffusion prior from {tmp}"),
+        (["synthesize", "dap", "--ipc", "1", "--out", "{tmp}/s", "--prior=test-unet", "--dataset.train_per_class=20",
+          "--feature_layer=nope"], "feature layer 'nope' is not in UNet2DModel; choose one of:"),
     ],
 )
 def test_user_errors_are_one_line(args, message, tmp_path, monkeypatch, capsys):
@@ -98,3 +102,19 @@ def test_synthesize_evaluate_cross_architecture_and_report(tmp_path, monkeypatch
     run_ok(monkeypatch, capsys, "report", str(out))
     assert (out / "report" / "leaderboard.md").read_text().count("| hard-dsa-quick (QUICK) |") == 2
     assert (out / "report" / "grid-set.png").exists()
+
+
+def test_guided_diffusion_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """squeeze-prior, then a DAP set with the manifold projection, then its fidelity."""
+    common = ["--dataset.train_per_class=20", "--cache", str(tmp_path / "cache")]
+    printed = run_ok(monkeypatch, capsys, "squeeze-prior", "test-unet", *common, "--device", "cpu")
+    assert "prior test-unet-" in printed and "agreement" in printed
+    out = tmp_path / "dap"
+    run_ok(monkeypatch, capsys, "synthesize", "dap", "--ipc", "2", "--out", str(out), *common, "--prior=test-unet",
+           "--sampler.steps=3", "--project=true", "--neighbours=12", "--neighbours_final=6", "--tangent_dims=2")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["meta"]["method"] == "dap" and manifest["meta"]["config"]["project"] is True
+    assert (out / "images" / "0009_Ankle_boot" / "00001.png").exists()
+    printed = run_ok(monkeypatch, capsys, "evaluate", str(out), "--preset", "hard-dsa-quick", "--fidelity", "mlp",
+                     "--cache", str(tmp_path / "cache"), "--dataset.train_per_class=20")
+    assert "fidelity" in printed and (out / "fidelity" / "mlp.json").exists()

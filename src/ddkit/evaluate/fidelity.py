@@ -18,6 +18,8 @@ against the same test sample. "FID 12.3 (real subset of the same size: 9.8)" is 
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 from typing import Optional
 
@@ -73,7 +75,9 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     real, fake = real.flatten(1).double().numpy(), fake.flatten(1).double().numpy()
     mu_real, mu_fake = real.mean(0), fake.mean(0)
     cov_real, cov_fake = np.atleast_2d(np.cov(real, rowvar=False)), np.atleast_2d(np.cov(fake, rowvar=False))
-    root = linalg.sqrtm(cov_real @ cov_fake)
+    with warnings.catch_warnings():  # small sets (IPC 1-10) always have singular covariances; handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_real @ cov_fake)
     if not np.isfinite(root).all():
         # Fewer samples than dimensions make a covariance singular; a tiny ridge makes the root exist.
         ridge = np.eye(len(cov_real)) * 1e-6
