@@ -2,9 +2,9 @@
 conditioning class by the convnet-bn teacher (issue 4).
 
     python benchmarks/prior.py --quick                 # 2 tiny priors on 200 images/class (minutes, CPU)
-    python benchmarks/prior.py --device cuda           # the size sweep on the whole training split
-    python benchmarks/prior.py --only xs --device cuda # one row (run rows as parallel processes)
-    python benchmarks/prior.py --table-only --write    # collect the rows into benchmarks/results/prior.md
+    python benchmarks/prior.py --write                 # the size sweep on the whole training split
+    python benchmarks/prior.py --only xxs              # one row (rows can run as parallel processes)
+    python benchmarks/prior.py --table-only --write    # collect finished rows into benchmarks/results/prior.md
 
 Every prior is trained by the same code as `ddkit squeeze-prior` (the recipe
 `fashion-mnist-unet` with the row's overrides), so the chosen row's entry is exactly what the
@@ -31,12 +31,12 @@ from ddkit.progress import make_progress
 from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json
 
 SWEEP = {
+    "xs (default)": {},  # the shipped recipe itself: channels [16, 32, 32]
     "xxs": {"channels": [8, 16, 16]},
-    "xs": {"channels": [16, 32, 32]},
     "s": {"channels": [32, 64, 64]},
-    "s-40ep": {"channels": [32, 64, 64], "epochs": 40},
 }
 QUICK = {"quick-a": {"channels": [8, 16], "epochs": 1}, "quick-b": {"channels": [16, 32], "epochs": 1}}
+QUICK_PER_CLASS, PER_CLASS = 20, 50
 GRID = [(steps, cfg) for steps in (10, 25, 50) for cfg in (1.0, 2.0, 3.0)]
 QUICK_GRID = [(10, 1.0), (10, 2.0)]
 
@@ -45,7 +45,7 @@ def run_row(name: str, overrides: dict, splits, cache: Path, out: Path, grid, pe
     path = out / f"{name}.json"
     if path.exists():
         return read_json(path)
-    recipe = prior_recipe("fashion-mnist-unet", overrides | {"check_per_class": per_class})
+    recipe = prior_recipe("fashion-mnist-unet", overrides)
     with make_progress() as progress:
         teachers = TeacherPool(splits, cache, progress, device)
         prior = resolve_prior(recipe, splits, teachers, cache, progress, device)
@@ -57,7 +57,7 @@ def run_row(name: str, overrides: dict, splits, cache: Path, out: Path, grid, pe
                                       splits.train.image_shape, per_class, sampler, seed=1)
             cells.append({"steps": steps, "cfg": cfg, "agreement": found["teacher_agreement"],
                           "seconds_per_image": round((time.perf_counter() - started) / (per_class * splits.train.num_classes), 5)})
-    row = {"name": name, "overrides": overrides, "entry": Path(prior.meta["source"]).name, "metrics": prior.meta["metrics"],
+    row = {"name": name, "overrides": overrides, "channels": recipe.channels, "epochs": recipe.epochs, "entry": Path(prior.meta["source"]).name, "metrics": prior.meta["metrics"],
            "cells": cells, "device": device_label(device), "environment": environment()}
     atomic_write_json(path, row)
     return row
@@ -67,11 +67,10 @@ def table(rows: list[dict], grid) -> str:
     head = "| prior | channels | epochs | parameters | train s | " + " | ".join(f"{s} st, cfg {c:g}" for s, c in grid) + " | device |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
-        recipe = row["metrics"]
+        metrics = row["metrics"]
         cells = {(c["steps"], c["cfg"]): c["agreement"] for c in row["cells"]}
-        overrides = row["overrides"]
-        lines.append(f"| {row['name']} | {overrides.get('channels')} | {overrides.get('epochs', 20)} | {recipe['parameters']:,} | "
-                     f"{recipe['train_seconds']:.0f} | " + " | ".join(f"{cells.get(k, float('nan')):.1f}" for k in grid)
+        lines.append(f"| {row['name']} | {row['channels']} | {row['epochs']} | {metrics['parameters']:,} | "
+                     f"{metrics['train_seconds']:.0f} | " + " | ".join(f"{cells.get(k, float('nan')):.1f}" for k in grid)
                      + f" | {row['device']} |")
     return "\n".join(lines)
 
@@ -95,7 +94,7 @@ def main() -> None:
         splits = load_dataset(data)
         device = resolve_device(args.device)
         for name in names:
-            run_row(name, sweep[name], splits, args.cache, out, grid, 20 if args.quick else 100, device)
+            run_row(name, sweep[name], splits, args.cache, out, grid, QUICK_PER_CLASS if args.quick else PER_CLASS, device)
     rows = [read_json(out / f"{n}.json") for n in sweep if (out / f"{n}.json").exists()]
     text = table(rows, grid)
     print(text)
@@ -103,8 +102,8 @@ def main() -> None:
         env = environment()
         header = (f"# Fashion-MNIST prior size sweep\n\n{time.strftime('%Y-%m-%d')} · ddkit {env['ddkit']} · torch "
                   f"{rows[0]['environment']['torch'] if rows else torch.__version__} · dataset {to_dict(data)}\n\n"
-                  f"Command: `python {' '.join(sys.argv)}` (rows trained with `--only NAME`).\n\n"
-                  "Cells: % of 100 samples per class (DDIM, the given steps and CFG scale) that the convnet-bn "
+                  f"Command: `python {' '.join(sys.argv)}`.\n\n"
+                  f"Cells: % of {PER_CLASS} samples per class (DDIM, the given steps and CFG scale) that the convnet-bn "
                   "teacher (91.89 % on real test images) assigns to their conditioning class.\n\n")
         atomic_write_text(Path("benchmarks/results/prior.md"), header + text + "\n")
 
