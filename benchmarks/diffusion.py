@@ -244,7 +244,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--ipcs", type=int, nargs="+", default=None)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--presets", nargs="+", default=None, help="evaluation presets (default: hard-dsa soft-kd)")
+    parser.add_argument("--presets", nargs="+", default=None,
+                        help="evaluation presets (default: hard-dsa soft-kd; 'none': sets, fidelity and diversity only)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the methods' 50; --quick: 10)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--device", default="auto")
@@ -272,6 +273,7 @@ def main() -> None:
                 atomic_write_text(Path("benchmarks/results") / name, report)
             return
     presets = args.presets or (["hard-dsa-quick", "soft-kd-quick"] if args.quick else ["hard-dsa", "soft-kd"])
+    presets = [p for p in presets if p != "none"]
     ipcs = args.ipcs or ([1, 10] if args.quick else [1, 10, 50])
     out = args.out or Path("benchmarks/runs") / ("diffusion-quick" if args.quick else "diffusion")
     if not args.table_only:

@@ -31,13 +31,12 @@ from ddkit.progress import make_progress
 from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json
 
 SWEEP = {
-    "xs (default)": {},  # the shipped recipe itself: channels [16, 32, 32]
-    "xxs": {"channels": [8, 16, 16]},
-    "s": {"channels": [32, 64, 64]},
+    "default": {},  # the shipped recipe itself
+    "xs": {"channels": [16, 32, 32], "epochs": 6, "schedule_epochs": 0, "lr": 2e-3, "ema_decay": 0.998},
 }
 QUICK = {"quick-a": {"channels": [8, 16], "epochs": 1}, "quick-b": {"channels": [16, 32], "epochs": 1}}
 QUICK_PER_CLASS, PER_CLASS = 20, 50
-GRID = [(steps, cfg) for steps in (10, 25, 50) for cfg in (1.0, 2.0, 3.0)]
+GRID = [(steps, cfg) for steps in (10, 25, 50) for cfg in (1.0, 2.0)]
 QUICK_GRID = [(10, 1.0), (10, 2.0)]
 
 

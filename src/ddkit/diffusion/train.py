@@ -51,6 +51,7 @@ class PriorRecipe:
     layers_per_block: int = 1
     norm_groups: int = 8
     epochs: int = 20
+    schedule_epochs: int = 0  # horizon of the cosine learning-rate decay; 0: `epochs` (stop early when larger)
     batch_size: int = 128
     lr: float = 1e-3
     warmup_steps: int = 200
@@ -136,16 +137,17 @@ def squeeze_prior(
     scheduler = make_train_scheduler(recipe)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
     batches = math.ceil(len(train) / recipe.batch_size)
-    total = recipe.epochs * batches
-    start_epoch, seconds = _resume(work / RESUME, model, ema, optimizer)
+    total = max(recipe.schedule_epochs, recipe.epochs) * batches
+    start_epoch, seconds, devices = _resume(work / RESUME, model, ema, optimizer)
     x_all = train.images * 2 - 1
     alphas = scheduler.alphas_cumprod.to(device)
     null = train.num_classes
     model.train()
-    with steps(progress, f"squeeze prior {recipe.name}", total) as bar:
+    with steps(progress, f"squeeze prior {recipe.name}", recipe.epochs * batches) as bar:
         bar.advance(start_epoch * batches)
         for epoch in range(start_epoch, recipe.epochs):
             started = time.perf_counter()
+            devices = list(dict.fromkeys(devices + [device_label(device)]))
             # every random number of an epoch comes from the epoch's own generator: resume-safe
             generator = torch.Generator().manual_seed(item_seed(recipe.seed, "prior-epoch", epoch))
             order = torch.randperm(len(train), generator=generator)
@@ -172,10 +174,10 @@ def squeeze_prior(
                         e.lerp_(p, 1 - decay)
                 bar.advance(status=f"loss {loss.item():.4f}")
             seconds += time.perf_counter() - started
-            _save_resume(work / RESUME, epoch + 1, seconds, model, ema, optimizer)
+            _save_resume(work / RESUME, epoch + 1, seconds, devices, model, ema, optimizer)
     prior = Prior(ema.eval(), scheduler, None, null_class=null)
     checker = teacher(recipe.check_teacher)
-    metrics = {"train_seconds": round(seconds, 1), "parameters": sum(p.numel() for p in ema.parameters()),
+    metrics = {"train_seconds": round(seconds, 1), "train_devices": devices, "parameters": sum(p.numel() for p in ema.parameters()),
                **teacher_agreement(prior, checker, train.num_classes, train.image_shape, recipe.check_per_class,
                                    recipe.check_sampler, recipe.seed)}
     meta = {"recipe": to_dict(recipe), "data": splits.fingerprint, "class_names": list(train.class_names),
@@ -215,22 +217,23 @@ def save_prior_dir(prior: Prior, out: Path, meta: dict[str, Any]) -> None:
         (tmp / PRIOR_META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def _save_resume(path: Path, epoch: int, seconds: float, model, ema, optimizer) -> None:
+def _save_resume(path: Path, epoch: int, seconds: float, devices: list[str], model, ema, optimizer) -> None:
     buffer = io.BytesIO()
-    torch.save({"epoch": epoch, "seconds": seconds, "model": model.state_dict(), "ema": ema.state_dict(),
+    torch.save({"epoch": epoch, "seconds": seconds, "devices": devices, "model": model.state_dict(), "ema": ema.state_dict(),
                 "optimizer": optimizer.state_dict()}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _resume(path: Path, model, ema, optimizer) -> tuple[int, float]:
+def _resume(path: Path, model, ema, optimizer) -> tuple[int, float, list[str]]:
+    """(epochs done, training seconds, devices that trained them) of an interrupted run."""
     if not path.is_file():
-        return 0, 0.0
+        return 0, 0.0, []
     try:
         state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
     except (RuntimeError, EOFError, OSError):
         os.remove(path)  # a corrupt resume point only costs the epochs it held
-        return 0, 0.0
+        return 0, 0.0, []
     model.load_state_dict(state["model"])
     ema.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["epoch"]), float(state["seconds"])
+    return int(state["epoch"]), float(state["seconds"]), list(state.get("devices", []))

@@ -9,6 +9,7 @@ or farther from real data than…".
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,19 +64,22 @@ def set_diversity(distilled: DistilledSet, train: ImageSet, extractor: Teacher) 
     }
 
 
-def diversity_path(set_dir: Path, extractor_name: str) -> Path:
-    return Path(set_dir) / "diversity" / f"{extractor_name}.json"
+def cached_per_extractor(set_dir: Path, kind: str, extractors: dict[str, Teacher],
+                         compute: Callable[[Teacher], dict]) -> list[dict]:
+    """One record per named extractor in `set_dir/<kind>/<name>.json`, reused while the stored
+    extractor label (recipe + cache hash) still names the same network."""
+    records = []
+    for name, extractor in extractors.items():
+        path = Path(set_dir) / kind / f"{name}.json"
+        if path.exists() and read_json(path).get("extractor") == extractor.label:
+            records.append(read_json(path))
+            continue
+        record = {"name": name, **compute(extractor)}
+        atomic_write_json(path, record)
+        records.append(record)
+    return records
 
 
 def measure_diversity(distilled: DistilledSet, set_dir: Path, train: ImageSet, extractors: dict[str, Teacher]) -> list[dict]:
     """Compute (or reuse) the diversity record of a set for each named extractor."""
-    records = []
-    for name, extractor in extractors.items():
-        path = diversity_path(set_dir, name)
-        if path.exists() and read_json(path).get("extractor") == extractor.label:
-            records.append(read_json(path))
-            continue
-        record = {"name": name, **set_diversity(distilled, train, extractor)}
-        atomic_write_json(path, record)
-        records.append(record)
-    return records
+    return cached_per_extractor(set_dir, "diversity", extractors, lambda e: set_diversity(distilled, train, e))

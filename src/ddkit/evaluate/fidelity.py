@@ -32,7 +32,7 @@ from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
 from ddkit.methods.base import item_seed
 from ddkit.models.teachers import Teacher
-from ddkit.runs import atomic_write_json, read_json
+from ddkit.evaluate.diversity import cached_per_extractor
 
 TEST_SAMPLE = 2000  # test images (class-balanced) every set is compared against
 NEIGHBOURS = 5  # k of Naeem et al.'s k-NN balls
@@ -159,21 +159,8 @@ def set_fidelity(
     }
 
 
-def fidelity_path(set_dir: Path, extractor_name: str) -> Path:
-    return Path(set_dir) / "fidelity" / f"{extractor_name}.json"
-
-
 def measure_fidelity(
     distilled: DistilledSet, set_dir: Path, train: ImageSet, test: ImageSet, extractors: dict[str, Teacher],
 ) -> list[dict]:
     """Compute (or reuse) the fidelity record of a set for each named extractor."""
-    records = []
-    for name, extractor in extractors.items():
-        path = fidelity_path(set_dir, name)
-        if path.exists() and read_json(path).get("extractor") == extractor.label:
-            records.append(read_json(path))
-            continue
-        record = {"name": name, **set_fidelity(distilled, train, test, extractor)}
-        atomic_write_json(path, record)
-        records.append(record)
-    return records
+    return cached_per_extractor(set_dir, "fidelity", extractors, lambda e: set_fidelity(distilled, train, test, e))
