@@ -289,6 +289,18 @@ def main() -> None:
     print(report)
     if args.write:
         atomic_write_text(Path("benchmarks/results/diffusion.md"), report)
+        write_grids(out, args.variants)
+
+
+def write_grids(out: Path, variants: list[str], ipc: int = 10) -> None:
+    """The IPC-10 sets side by side as pictures: benchmarks/results/diffusion-grids/<variant>.png."""
+    from ddkit.data.distilled import DistilledSet
+    from ddkit.report.figures import save_grid
+
+    for variant in variants:
+        folder = out / "sets" / f"{variant}-ipc{ipc}"
+        if (folder / "manifest.json").exists():
+            save_grid(DistilledSet.load(folder), Path("benchmarks/results/diffusion-grids") / f"{variant}.png", f"{variant}, IPC {ipc}")
 
 
 if __name__ == "__main__":

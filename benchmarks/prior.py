@@ -63,13 +63,13 @@ def run_row(name: str, overrides: dict, splits, cache: Path, out: Path, grid, pe
 
 
 def table(rows: list[dict], grid) -> str:
-    head = "| prior | channels | epochs | parameters | train s | " + " | ".join(f"{s} st, cfg {c:g}" for s, c in grid) + " | device |"
+    head = "| prior | channels | epochs | parameters | trained on | train s | " + " | ".join(f"{s} st, cfg {c:g}" for s, c in grid) + " | sampled on |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
         metrics = row["metrics"]
         cells = {(c["steps"], c["cfg"]): c["agreement"] for c in row["cells"]}
         lines.append(f"| {row['name']} | {row['channels']} | {row['epochs']} | {metrics['parameters']:,} | "
-                     f"{metrics['train_seconds']:.0f} | " + " | ".join(f"{cells.get(k, float('nan')):.1f}" for k in grid)
+                     f"{', '.join(metrics.get('train_devices', []))} | {metrics['train_seconds']:.0f} | " + " | ".join(f"{cells.get(k, float('nan')):.1f}" for k in grid)
                      + f" | {row['device']} |")
     return "\n".join(lines)
 
