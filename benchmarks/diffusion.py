@@ -50,11 +50,12 @@ VARIANTS = {
 # mode step), measured on the validation split (IPC 10, hard-dsa, student seed 0).
 TUNING = {
     "plain": ("diffusion", {}),
+    "dap γ0.03": ("dap", {"kernel_scale": 0.03}),
+    "dap γ0.1": ("dap", {"kernel_scale": 0.1}),
     "dap γ0.3": ("dap", {"kernel_scale": 0.3}),
     "dap γ1": ("dap", {"kernel_scale": 1.0}),
-    "dap γ3": ("dap", {"kernel_scale": 3.0}),
-    "dap γ1 first half": ("dap", {"kernel_scale": 1.0, "kernel_window": [0.0, 0.5]}),
-    "dap γ1 rbf": ("dap", {"kernel_scale": 1.0, "kernel": "rbf"}),
+    "dap γ0.1 first half": ("dap", {"kernel_scale": 0.1, "kernel_window": [0.0, 0.5]}),
+    "dap γ0.1 rbf": ("dap", {"kernel_scale": 0.1, "kernel": "rbf"}),
     "dap γ1 unnormalised": ("dap", {"kernel_scale": 1.0, "kernel_normalise": "none"}),
     "manifoldgd λ0.1": ("manifoldgd", {"mode_scale": 0.1}),
     "manifoldgd λ0.3": ("manifoldgd", {"mode_scale": 0.3}),
