@@ -287,7 +287,8 @@ def main() -> None:
         "Test top-1 (%), mean ± population std over student seeds 0, 1, 2 (sets made once, seed 0), final epoch, "
         f"ConvNet-3 student. P/R/D/C (k = 5), FID and KID against 2,000 test images in the feature space of the "
         f"`{FIDELITY}` teacher. Diversity: intra-class mean pairwise cosine of extractor features (lower = more "
-        "diverse), real training images in brackets. s / image: synthesis wall time per image on this machine.", "",
+        "diverse), real training images in brackets. s / image: synthesis wall time per image in this run, taken "
+        "while other jobs shared the machine for some rows; diffusion-speed.md has the interleaved, like-for-like timings.", "",
         accuracy_table(out, presets, ipcs, args.variants), "",
         f"Real training subsets of the same size, same test sample: {real_reference_line(out, ipcs)}.", ""])
     print(report)

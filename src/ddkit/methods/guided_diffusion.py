@@ -34,6 +34,12 @@ import torch
 from ddkit.config import to_dict
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
+from ddkit.diffusion.features import default_feature_layer, find_layer
+from ddkit.diffusion.guidance import KernelGuidance, ModeGuidance
+from ddkit.diffusion.manifold import TangentProjection
+from ddkit.diffusion.modes import Modes, bisecting_modes, kmeans_modes
+from ddkit.diffusion.prior import Condition, Prior
+from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, sample
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, item_seed, register_method
 from ddkit.progress import steps
@@ -109,7 +115,7 @@ class GuidedDiffusion(Method):
                      "neighbours": 10, "neighbours_final": 4, "tangent_dims": 2}
 
     def synthesize(self, ctx: SynthesisContext) -> DistilledSet:
-        from ddkit.diffusion.train import resolve_prior
+        from ddkit.diffusion.train import resolve_prior  # train imports methods.base: not at module level
 
         cfg, train = self.config, ctx.splits.train
         prior = resolve_prior(cfg.prior, ctx.splits, ctx.teacher, ctx.cache_dir, ctx.progress, ctx.device)
@@ -134,7 +140,7 @@ class GuidedDiffusion(Method):
         return DistilledSet(flat[order], labels[order], train.class_names, train.mean, train.std, meta=meta)
 
 
-def check_prior(prior, train: ImageSet, cfg: GuidedDiffusionConfig) -> list[int]:
+def check_prior(prior: Prior, train: ImageSet, cfg: GuidedDiffusionConfig) -> list[int]:
     """The prior class of each dataset class, after checking the prior fits the data."""
     channels, size = train.image_shape[0], train.image_shape[1]
     if prior.image_size != size and not cfg.resize:
@@ -159,10 +165,10 @@ def check_prior(prior, train: ImageSet, cfg: GuidedDiffusionConfig) -> list[int]
 class _Engine:
     """Per-class real references and modes (computed once, on first use) and the guided sampling."""
 
-    def __init__(self, cfg: GuidedDiffusionConfig, prior, train: ImageSet, seed: int, ipc: int) -> None:
+    def __init__(self, cfg: GuidedDiffusionConfig, prior: Prior, train: ImageSet, seed: int, ipc: int) -> None:
         self.cfg, self.prior, self.train, self.seed, self.ipc = cfg, prior, train, seed, ipc
         self._real: dict[int, torch.Tensor] = {}
-        self._modes: dict[int, object] = {}
+        self._modes: dict[int, Modes] = {}
 
     def real(self, label: int) -> torch.Tensor:
         """A seeded sample of the class's training images, in the prior's sample space."""
@@ -173,9 +179,7 @@ class _Engine:
             self._real[label] = self.prior.encode(self.train.images[picks]).detach()
         return self._real[label]
 
-    def modes(self, label: int):
-        from ddkit.diffusion.modes import bisecting_modes, kmeans_modes
-
+    def modes(self, label: int) -> Modes:
         if label not in self._modes:
             points, what = self.real(label), f"class {self.train.class_names[label]!r}"
             seed = item_seed(self.seed, "diffusion-modes", label)
@@ -183,12 +187,8 @@ class _Engine:
                                   else bisecting_modes(points, self.ipc, seed, self.cfg.mode_level, what))
         return self._modes[label]
 
-    def terms(self, item: WorkItem) -> list:
-        from ddkit.diffusion.features import default_feature_layer, find_layer
-        from ddkit.diffusion.guidance import KernelGuidance, ModeGuidance
-        from ddkit.diffusion.manifold import TangentProjection
-
-        cfg, real = self.cfg, None
+    def terms(self, item: WorkItem) -> list[GuidanceTerm]:
+        cfg = self.cfg
         terms, neighbourhoods = [], []
         if cfg.mode_scale:
             modes = self.modes(item.label)
@@ -209,9 +209,6 @@ class _Engine:
         return terms
 
     def run(self, item: WorkItem, prior_class: int) -> torch.Tensor:
-        from ddkit.diffusion.prior import Condition
-        from ddkit.diffusion.sampler import SamplerConfig, sample
-
         generator = torch.Generator().manual_seed(item_seed(self.seed, "diffusion", item.label, item.indices))
         labels = torch.full((len(item.indices),), prior_class, device=self.prior.device)
         sampler = SamplerConfig(**to_dict(self.cfg.sampler))
