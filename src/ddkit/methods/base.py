@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
@@ -15,6 +16,7 @@ from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
 from ddkit.models.teachers import Teacher
 from ddkit.registry import Registry
+from ddkit.runs import atomic_write_tensors, read_tensors
 
 
 @dataclass
@@ -71,3 +73,21 @@ def subset_as_distilled(train: ImageSet, indices: torch.Tensor, meta: dict[str, 
     chosen = train.subset(indices)
     return DistilledSet(chosen.images.clone(), chosen.labels.clone(), train.class_names, train.mean, train.std,
                         meta={"source_indices": indices.tolist(), **meta})
+
+
+def save_item(workdir: Optional[Path], key: str, fingerprint: str, images: torch.Tensor, record: Optional[dict] = None) -> None:
+    """Keep a finished work item in the run's work directory, so an interrupted run can skip it."""
+    if workdir:
+        atomic_write_tensors(Path(workdir) / f"{key}.safetensors", {"images": images},
+                             {"fingerprint": fingerprint, "record": json.dumps(record or {})})
+
+
+def load_item(workdir: Optional[Path], key: str, fingerprint: str) -> Optional[tuple[torch.Tensor, dict]]:
+    """A finished item from an earlier (interrupted) run of the same configuration, if any."""
+    path = Path(workdir) / f"{key}.safetensors" if workdir else None
+    if path is None or not path.exists():
+        return None
+    tensors, meta = read_tensors(path)
+    if meta.get("fingerprint") != fingerprint:
+        return None
+    return tensors["images"], json.loads(meta.get("record", "{}"))

@@ -26,8 +26,7 @@ context's work directory and reused when an interrupted run resumes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 
@@ -41,9 +40,9 @@ from ddkit.diffusion.modes import Modes, bisecting_modes, kmeans_modes
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, sample
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, item_seed, register_method
+from ddkit.methods.base import Method, SynthesisContext, item_seed, load_item, register_method, save_item
 from ddkit.progress import steps
-from ddkit.runs import atomic_write_tensors, config_hash, read_tensors
+from ddkit.runs import config_hash
 
 
 @dataclass(frozen=True)
@@ -127,10 +126,10 @@ class GuidedDiffusion(Method):
         images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)
         with steps(ctx.progress, f"sample ({len(items)} batches)", len(items)) as bar:
             for item in items:
-                block = _load_item(ctx.workdir, item, fingerprint)
-                if block is None:
-                    block = engine.run(item, prior_classes[item.label])
-                    _save_item(ctx.workdir, item, fingerprint, block)
+                saved = load_item(ctx.workdir, item.key, fingerprint)
+                block = saved[0] if saved else engine.run(item, prior_classes[item.label])
+                if saved is None:
+                    save_item(ctx.workdir, item.key, fingerprint, block)
                 images[list(item.indices), item.label] = block
                 bar.advance()
         labels = torch.arange(train.num_classes).repeat(ctx.ipc)
@@ -214,24 +213,6 @@ class _Engine:
         sampler = SamplerConfig(**to_dict(self.cfg.sampler))
         samples = sample(self.prior, Condition(labels=labels), generator, sampler, self.terms(item))
         return self.prior.decode(samples.detach(), self.train.image_shape)
-
-
-def _item_path(workdir: Optional[Path], item: WorkItem) -> Optional[Path]:
-    return Path(workdir) / f"{item.key}.safetensors" if workdir else None
-
-
-def _save_item(workdir: Optional[Path], item: WorkItem, fingerprint: str, block: torch.Tensor) -> None:
-    path = _item_path(workdir, item)
-    if path:
-        atomic_write_tensors(path, {"images": block}, {"fingerprint": fingerprint})
-
-
-def _load_item(workdir: Optional[Path], item: WorkItem, fingerprint: str) -> Optional[torch.Tensor]:
-    path = _item_path(workdir, item)
-    if not path or not path.exists():
-        return None
-    tensors, meta = read_tensors(path)
-    return tensors["images"] if meta.get("fingerprint") == fingerprint else None
 
 
 @register_method("diffusion")

@@ -26,12 +26,10 @@ processes, and finished items saved in the context's work directory are reused o
 
 from __future__ import annotations
 
-import json
 import math
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator, Literal, Optional
+from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +40,10 @@ from ddkit.data.augment import crop_flip
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, item_seed, register_method
+from ddkit.methods.base import Method, SynthesisContext, item_seed, load_item, register_method, save_item
 from ddkit.models.teachers import Teacher
 from ddkit.progress import steps
-from ddkit.runs import atomic_write_tensors, config_hash, read_tensors
+from ddkit.runs import config_hash
 
 
 @dataclass(frozen=True)
@@ -211,10 +209,10 @@ class Inversion(Method):
             matchers = {n: BatchNormMatch(teachers[n].model, cfg.first_bn_weight, cfg.normalise_bn_by_layers) for n in cfg.panel}
             stack.callback(lambda: [m.remove() for m in matchers.values()])
             for item in items:
-                saved = _load_item(ctx.workdir, item, fingerprint)
+                saved = load_item(ctx.workdir, item.key, fingerprint)
                 if saved is None:
                     saved = self._run_item(ctx, item, teachers, matchers, per_index_real, pre_draw)
-                    _save_item(ctx.workdir, item, fingerprint, *saved)
+                    save_item(ctx.workdir, item.key, fingerprint, *saved)
                 block, record = saved
                 for row, index in enumerate(item.indices):
                     images[index, list(item.classes)] = block[row]
@@ -322,27 +320,6 @@ def _pick_real(item: WorkItem, per_index: list[torch.Tensor], how: str, generato
         else:
             rows.append([int(per_index[c][torch.randint(len(per_index[c]), (1,), generator=generator)]) for c in item.classes])
     return torch.tensor(rows)
-
-
-def _item_path(workdir: Optional[Path], item: WorkItem) -> Optional[Path]:
-    return Path(workdir) / f"{item.key}.safetensors" if workdir else None
-
-
-def _save_item(workdir: Optional[Path], item: WorkItem, fingerprint: str, block: torch.Tensor, record: dict) -> None:
-    path = _item_path(workdir, item)
-    if path:
-        atomic_write_tensors(path, {"images": block}, {"fingerprint": fingerprint, "record": json.dumps(record)})
-
-
-def _load_item(workdir: Optional[Path], item: WorkItem, fingerprint: str) -> Optional[tuple[torch.Tensor, dict]]:
-    """A finished item from an earlier (interrupted) run of the same configuration, if any."""
-    path = _item_path(workdir, item)
-    if not path or not path.exists():
-        return None
-    tensors, meta = read_tensors(path)
-    if meta.get("fingerprint") != fingerprint:
-        return None
-    return tensors["images"], json.loads(meta["record"])
 
 
 @dataclass(frozen=True)
