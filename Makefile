@@ -16,13 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-# Fashion-MNIST comes from Debian's dataset-fashion-mnist unless DATA_ROOT points at the four files.
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist unless DATA_ROOT points at the four files;
+# WordNet (Debian's wordnet-base) gives the sense glosses of PRISM-DFKD's prompts.
+WORDNET := /usr/share/wordnet/data.noun
 data:
-	@if [ -n "$(DATA_ROOT)" ] || [ -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then exit 0; \
+	@if { [ -n "$(DATA_ROOT)" ] || [ -f $(FMNIST)/train-images-idx3-ubyte.gz ]; } && [ -f $(WORDNET) ]; then exit 0; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+		apt-get update -qq && apt-get install -y -qq $(if $(DATA_ROOT),,dataset-fashion-mnist) wordnet-base >/dev/null; \
 	else \
-		echo "error: Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' or 'make demo DATA_ROOT=DIR' with DIR holding the four *-ubyte.gz files" >&2; \
+		echo "error: Fashion-MNIST or WordNet is missing: run 'sudo apt-get install dataset-fashion-mnist wordnet-base' (or 'make demo DATA_ROOT=DIR' with DIR holding the four *-ubyte.gz files)" >&2; \
 		exit 1; \
 	fi
 

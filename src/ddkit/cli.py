@@ -128,7 +128,7 @@ def squeeze_prior(
     retrain: bool = typer.Option(False, help="train into the cache even if a cached or shipped prior matches"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
-    """Train a class-conditional diffusion prior (or reuse the cached/shipped one); print its quality."""
+    """Train a diffusion prior, class- or text-conditioned (or reuse the cached/shipped one); print its quality."""
     from ddkit.data import load_dataset
     from ddkit.devices import resolve_device
     from ddkit.diffusion.train import entry_name, prior_recipe, resolve_prior

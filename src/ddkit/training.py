@@ -43,6 +43,7 @@ class TrainRecipe:
     weight_decay: float = 5e-4
     schedule: Literal["step-half", "cosine", "onecycle", "constant"] = "step-half"
     epochs: int = 300
+    steps: int = 0  # > 0: train this many optimiser steps (whole epochs, rounded up) whatever the set size
     batch_size: int = 256
     augmentation: str = "dsa"
     label_smoothing: float = 0.0
@@ -52,6 +53,10 @@ class TrainRecipe:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs, batch_size and lr must be positive")
         AUGMENTATIONS.get(self.augmentation)
+
+    def epochs_for(self, images: int) -> int:
+        """Epochs over a set of `images`: `epochs`, or enough whole epochs for `steps` steps."""
+        return math.ceil(self.steps / math.ceil(images / self.batch_size)) if self.steps else self.epochs
 
 
 def make_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
@@ -105,13 +110,14 @@ def fit(
     optimizer = make_optimizer(model, recipe)
     generator = torch.Generator().manual_seed(seed)
     batches_per_epoch = math.ceil(len(data) / recipe.batch_size)
-    total = batches_per_epoch * recipe.epochs
+    epochs = recipe.epochs_for(len(data))
+    total = batches_per_epoch * epochs
     start_epoch = _resume(checkpoint, model, optimizer, generator) if checkpoint else 0
 
     model.train()
-    with steps(progress, description, recipe.epochs) as bar:
+    with steps(progress, description, epochs) as bar:
         bar.advance(start_epoch)
-        for epoch in range(start_epoch, recipe.epochs):
+        for epoch in range(start_epoch, epochs):
             running = 0.0
             for i, (index, x) in enumerate(epoch_batches(data, recipe, generator)):
                 for group in optimizer.param_groups:

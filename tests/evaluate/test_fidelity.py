@@ -11,7 +11,7 @@ from ddkit.evaluate.fidelity import (
     prdc,
     set_fidelity,
 )
-from ddkit.methods.base import item_seed
+from ddkit.seeds import item_seed
 from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import Teacher, TeacherConfig
 

@@ -92,3 +92,23 @@ def test_family_presets_run_with_ensemble_and_stored_labels(tiny, tiny_teacher_l
     assert StoredLabels.load(record).shape == (3, 20, 2)
     evaluate_set(distilled, replace(stored, train=replace(stored.train, lr=0.002)), tiny, tmp_path / "eval", None, tiny_teacher_loader)
     assert len(list((tmp_path / "relabel").iterdir())) == 2  # another recipe: another record
+
+
+def test_the_dfkd_trainer_improves_a_student_from_teacher_outputs_alone(tiny, tiny_teacher_loader, tmp_path):
+    """The transfer set's own labels are scrambled: only the teacher's soft outputs can teach."""
+    distilled = synthesize("random", {}, SynthesisContext(tiny, 10, 0, tiny_teacher_loader))
+    distilled.labels = distilled.labels[torch.randperm(len(distilled.labels), generator=torch.Generator().manual_seed(0))]
+    preset = load_eval_preset("dfkd-quick")
+    preset = replace(preset, student=ModelSpec("convnet", {"width": 16}), seeds=[0], test_subset=None)
+    untrained = replace(preset, train=replace(preset.train, steps=1, lr=1e-6))
+    (before,) = evaluate_set(distilled, untrained, tiny, tmp_path / "a", teacher_loader=tiny_teacher_loader)
+    (after,) = evaluate_set(distilled, replace(preset, train=replace(preset.train, steps=120)), tiny, tmp_path / "b",
+                            teacher_loader=tiny_teacher_loader)
+    assert after.mean > before.mean + 20, (before, after)
+    assert set(after.shift_means) == {"rotate", "blur", "noise", "invert", "elastic"}
+    assert after.shift_means["blur"] > before.shift_means["blur"]
+
+
+def test_a_step_budget_sets_the_epochs_whatever_the_set_size():
+    recipe = TrainRecipe(steps=100, batch_size=64)
+    assert recipe.epochs_for(100) == 50 and recipe.epochs_for(6400) == 1 and recipe.epochs_for(640) == 10

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddkit.diffusion.text import TextEncoder, load_text_encoder
 from ddkit.errors import DDKitError
 
 PRIOR_META = "ddkit_prior.json"
@@ -51,6 +52,7 @@ class Prior:
     vae: Optional[nn.Module] = None
     null_class: Optional[int] = None  # class index of the unconditional branch (CFG)
     meta: dict[str, Any] = field(default_factory=dict)
+    text_encoder: Optional[TextEncoder] = None  # text priors: prompts → the UNet's encoder_hidden_states
 
     @property
     def device(self) -> torch.device:
@@ -94,7 +96,15 @@ class Prior:
         self.model.to(device).eval()
         if self.vae is not None:
             self.vae.to(device).eval()
+        if self.text_encoder is not None:
+            self.text_encoder.to(device)
         return self
+
+    def prompt_condition(self, prompts: list[str]) -> Condition:
+        """Text priors: the condition for one prompt per sample, with the empty prompt as CFG's null."""
+        if self.text_encoder is None:
+            raise DDKitError(f"prior {self.meta.get('source')} is not text-conditioned; give a text-to-image prior")
+        return Condition(text=self.text_encoder.encode(prompts), null_text=self.text_encoder.encode([""]))
 
     def requires_grad_(self, flag: bool) -> "Prior":
         for module in (self.model, self.vae):
@@ -171,11 +181,15 @@ class Prior:
 
     def decode(self, samples: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
         """Sample space → images in [0, 1] of the dataset's shape (C, H, W), on the CPU."""
+        with torch.no_grad():
+            return self.images(samples, image_shape).cpu()
+
+    def images(self, samples: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
+        """`decode`, differentiable and on the prior's device (for guidance through a classifier)."""
         x = samples
         if self.vae is not None:
-            with torch.no_grad():
-                x = torch.cat([self.vae.decode(chunk / self.vae.config.scaling_factor).sample for chunk in x.split(64)])
-        x = ((x.float() + 1) / 2).clamp(0, 1).cpu()
+            x = torch.cat([self.vae.decode(chunk / self.vae.config.scaling_factor).sample for chunk in x.split(64)])
+        x = ((x.float() + 1) / 2).clamp(0, 1)
         if x.shape[-1] != image_shape[-1]:
             x = F.interpolate(x, size=image_shape[1:], mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
         return _fit_channels(x, image_shape[0])
@@ -203,7 +217,7 @@ def load_prior(source: str | Path, device: torch.device = torch.device("cpu")) -
             config = json.loads((path / "config.json").read_text())
             model = getattr(diffusers, config["_class_name"]).from_pretrained(path, low_cpu_mem_usage=False)
             scheduler = _scheduler_beside(path) or diffusers.DDPMScheduler()
-            vae = None
+            vae, text_encoder = None, None
         else:
             pipeline = diffusers.DiffusionPipeline.from_pretrained(str(source), low_cpu_mem_usage=False)
             parts = pipeline.components
@@ -211,13 +225,24 @@ def load_prior(source: str | Path, device: torch.device = torch.device("cpu")) -
             if key is None:
                 raise DDKitError(f"{source} holds no UNet or transformer; give a diffusion pipeline or model directory")
             model, scheduler, vae = parts[key], parts["scheduler"], parts.get("vae")
+            text_encoder = _pipeline_text_encoder(parts, str(source))
     except (OSError, ValueError, KeyError, AttributeError) as err:
         raise DDKitError(f"cannot load a diffusion prior from {source} ({str(err).splitlines()[0][:160]}); "
                          "give a diffusers pipeline or model directory, or a hub id") from None
     meta = json.loads((path / PRIOR_META).read_text()) if (path / PRIOR_META).is_file() else {}
-    prior = Prior(model, scheduler, vae, null_class=None, meta=meta | {"source": str(source)})
+    if meta.get("text_encoder"):  # ddkit's text priors name their (separately shipped) encoder
+        text_encoder = load_text_encoder(meta["text_encoder"], int(meta["text_length"]))
+    prior = Prior(model, scheduler, vae, null_class=None, meta=meta | {"source": str(source)}, text_encoder=text_encoder)
     prior.null_class = _null_class(prior)
     return prior.to(device).requires_grad_(False)
+
+
+def _pipeline_text_encoder(parts: dict[str, Any], source: str) -> Optional[TextEncoder]:
+    """A Stable-Diffusion-style pipeline's own text encoder and tokenizer, if it has them."""
+    model, tokenizer = parts.get("text_encoder"), parts.get("tokenizer")
+    if model is None or tokenizer is None:
+        return None
+    return TextEncoder(tokenizer, model, int(tokenizer.model_max_length), f"{source}/text_encoder")
 
 
 def _scheduler_beside(path: Path) -> Optional[Any]:

@@ -30,13 +30,16 @@ from rich.progress import Progress
 from ddkit.config import build, load_yaml, merge, to_dict
 from ddkit.data.images import DataSplits
 from ddkit.devices import device_label
+from ddkit.diffusion.captions import CaptionTable, attribute_levels
 from ddkit.diffusion.prior import PRIOR_META, Condition, Prior, load_prior
 from ddkit.diffusion.sampler import SamplerConfig, sample
+from ddkit.diffusion.text import TextEncoder, load_text_encoder
 from ddkit.errors import DDKitError
-from ddkit.methods.base import item_seed
+from ddkit.seeds import item_seed
 from ddkit.models.teachers import Teacher, default_cache_dir
 from ddkit.presets import preset_names, preset_path
 from ddkit.progress import steps
+from ddkit.prompts.builder import class_prompts, glosses_for, load_vocabulary
 from ddkit.runs import atomic_directory, atomic_write_bytes, config_hash, environment
 from ddkit.training import predict_logits
 
@@ -63,8 +66,16 @@ class PriorRecipe:
     check_teacher: str = "convnet-bn"
     check_per_class: int = 100
     check_sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    # text priors: captioned by `vocabulary` (ddkit.diffusion.captions), encoded by `text_encoder`
+    text_encoder: str = ""  # empty: a class-conditional prior
+    text_length: int = 32  # tokens per prompt (padded / truncated)
+    vocabulary: str = ""
+    caption_keep: float = 0.7  # chance each true attribute word is in a step's caption
+    init: str = ""  # a prior recipe whose matching weights start training (warm start)
 
     def __post_init__(self) -> None:
+        if bool(self.text_encoder) != bool(self.vocabulary):
+            raise ValueError("a text prior needs both text_encoder and vocabulary")
         if not self.channels or any(c % self.norm_groups for c in self.channels):
             raise ValueError(f"channels {self.channels} must be non-empty multiples of norm_groups={self.norm_groups}")
 
@@ -76,13 +87,25 @@ def prior_recipe(name: str, overrides: Optional[dict[str, Any]] = None) -> Prior
     return build(PriorRecipe, {"name": name, **data}, where=f"prior {name}")
 
 
-def build_unet(recipe: PriorRecipe, image_shape: tuple[int, int, int], num_classes: int):
-    from diffusers import UNet2DModel
+def build_unet(recipe: PriorRecipe, image_shape: tuple[int, int, int], num_classes: int, text_dim: int = 0):
+    """Class priors: UNet2DModel with a null class. Text priors: the same UNet as a
+    UNet2DConditionModel whose middle block cross-attends to the prompt tokens and whose time
+    embedding adds an attention-pooled prompt embedding (diffusers' `addition_embed_type="text"`),
+    so it is driven by `encoder_hidden_states` exactly like a Stable-Diffusion UNet."""
+    from diffusers import UNet2DConditionModel, UNet2DModel
 
     channels, size = image_shape[0], image_shape[1]
     if size % 2 ** (len(recipe.channels) - 1):
         raise DDKitError(f"{size}-px images cannot be halved {len(recipe.channels) - 1} times; use fewer channel levels")
     levels = len(recipe.channels)
+    if recipe.text_encoder:
+        return UNet2DConditionModel(
+            sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=tuple(recipe.channels),
+            layers_per_block=recipe.layers_per_block, norm_num_groups=recipe.norm_groups,
+            down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
+            mid_block_type="UNetMidBlock2DCrossAttn", cross_attention_dim=text_dim, addition_embed_type="text",
+            attention_head_dim=max(1, recipe.channels[-1] // 8),
+        )
     return UNet2DModel(
         sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=tuple(recipe.channels),
         layers_per_block=recipe.layers_per_block, norm_num_groups=recipe.norm_groups,
@@ -98,8 +121,14 @@ def make_train_scheduler(recipe: PriorRecipe):
                          prediction_type="epsilon", clip_sample=False)
 
 
+TEXT_FIELDS = ("text_encoder", "text_length", "vocabulary", "caption_keep", "init")
+
+
 def entry_name(recipe: PriorRecipe, splits: DataSplits) -> str:
-    key = config_hash({"data": splits.fingerprint, "recipe": to_dict(recipe), "format": 1})
+    fields = to_dict(recipe)
+    if not recipe.text_encoder and not recipe.init:  # class priors keep the keys they had before text priors existed
+        fields = {k: v for k, v in fields.items() if k not in TEXT_FIELDS}
+    key = config_hash({"data": splits.fingerprint, "recipe": fields, "format": 1})
     return f"{recipe.name}-{key}"
 
 
@@ -117,21 +146,25 @@ def resolve_prior(
     for folder in ([] if retrain else [cached, shipped]):
         if (folder / PRIOR_META).is_file():
             return load_prior(folder, device)
-    squeeze_prior(recipe, splits, cached, teacher, progress, device)
+    squeeze_prior(recipe, splits, cached, teacher, progress, device, cache_dir)
     return load_prior(cached, device)
 
 
 def squeeze_prior(
     recipe: PriorRecipe, splits: DataSplits, out: Path, teacher: Callable[[str], Teacher],
-    progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
+    progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"), cache_dir: Optional[Path] = None,
 ) -> dict[str, Any]:
     """Train, check and save a prior into `out` (atomically); resumes from `out`.partial."""
     train = splits.train
     work = out.with_name(out.name + ".partial")
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
-    model = build_unet(recipe, train.image_shape, train.num_classes).to(device)
-    ema = build_unet(recipe, train.image_shape, train.num_classes).to(device)
+    text = TextConditioning.build(recipe, splits) if recipe.text_encoder else None
+    dim = text.encoder.dim if text else 0
+    model = build_unet(recipe, train.image_shape, train.num_classes, dim).to(device)
+    if recipe.init:
+        warm_start(model, resolve_prior(recipe.init, splits, teacher, cache_dir, progress, device).model)
+    ema = build_unet(recipe, train.image_shape, train.num_classes, dim).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     scheduler = make_train_scheduler(recipe)
@@ -158,11 +191,16 @@ def squeeze_prior(
                 x0 = x_all[rows].to(device)
                 noise = torch.randn(x0.shape, generator=generator).to(device)
                 t = torch.randint(0, recipe.train_timesteps, (len(rows),), generator=generator).to(device)
-                labels = train.labels[rows].clone()
-                labels[torch.rand(len(rows), generator=generator) < recipe.class_dropout] = null
                 a = alphas[t].view(-1, 1, 1, 1)
                 noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-                loss = F.mse_loss(model(noisy, t, class_labels=labels.to(device)).sample, noise)
+                if text is None:
+                    labels = train.labels[rows].clone()
+                    labels[torch.rand(len(rows), generator=generator) < recipe.class_dropout] = null
+                    predicted = model(noisy, t, class_labels=labels.to(device)).sample
+                else:
+                    states = text.states(rows, train.labels[rows], recipe, generator).to(device)
+                    predicted = model(noisy, t, encoder_hidden_states=states).sample
+                loss = F.mse_loss(predicted, noise)
                 if not torch.isfinite(loss):
                     raise DDKitError(f"prior loss became {loss.item()} at epoch {epoch + 1}; lower the lr (now {recipe.lr})")
                 optimizer.zero_grad(set_to_none=True)
@@ -175,14 +213,16 @@ def squeeze_prior(
                 bar.advance(status=f"loss {loss.item():.4f}")
             seconds += time.perf_counter() - started
             _save_resume(work / RESUME, epoch + 1, seconds, devices, model, ema, optimizer)
-    prior = Prior(ema.eval(), scheduler, None, null_class=null)
+    prior = Prior(ema.eval(), scheduler, None, null_class=None if text else null, text_encoder=text.encoder if text else None)
     checker = teacher(recipe.check_teacher)
+    prompts = class_prompts(load_vocabulary(recipe.vocabulary), train.class_names) if text else None
     metrics = {"train_seconds": round(seconds, 1), "train_devices": devices, "parameters": sum(p.numel() for p in ema.parameters()),
                **teacher_agreement(prior, checker, train.num_classes, train.image_shape, recipe.check_per_class,
-                                   recipe.check_sampler, recipe.seed)}
+                                   recipe.check_sampler, recipe.seed, prompts)}
     meta = {"recipe": to_dict(recipe), "data": splits.fingerprint, "class_names": list(train.class_names),
-            "image_shape": list(train.image_shape), "null_class": null, "check_teacher": checker.label,
+            "image_shape": list(train.image_shape), "check_teacher": checker.label,
             "metrics": metrics, "environment": environment() | {"device": device_label(device)}}
+    meta |= {"text_encoder": recipe.text_encoder, "text_length": recipe.text_length, "class_prompts": prompts} if text else {"null_class": null}
     save_prior_dir(prior, out, meta)
     shutil.rmtree(work, ignore_errors=True)
     return metrics
@@ -190,18 +230,56 @@ def squeeze_prior(
 
 def teacher_agreement(
     prior: Prior, teacher: Teacher, num_classes: int, image_shape: tuple[int, int, int], per_class: int,
-    sampler: SamplerConfig, seed: int,
+    sampler: SamplerConfig, seed: int, prompts: Optional[list[str]] = None,
 ) -> dict[str, Any]:
-    """Share of samples (%) the teacher assigns to their conditioning class, overall and per class."""
+    """Share of samples (%) the teacher assigns to their conditioning class (its label, or for a
+    text prior the class's bare prompt), overall and per class."""
     hits = []
     for c in range(num_classes):
         generator = torch.Generator().manual_seed(item_seed(seed, "prior-check", c))
-        labels = torch.full((per_class,), c, device=prior.device)
+        cond = (prior.prompt_condition([prompts[c]] * per_class) if prompts
+                else Condition(labels=torch.full((per_class,), c, device=prior.device)))
         with torch.no_grad():
-            images = prior.decode(sample(prior, Condition(labels=labels), generator, sampler), image_shape)
+            images = prior.decode(sample(prior, cond, generator, sampler), image_shape)
         hits.append((predict_logits(teacher.model, images).argmax(1) == c).float().mean().item() * 100)
     return {"teacher_agreement": round(sum(hits) / len(hits), 2), "teacher_agreement_per_class": [round(h, 1) for h in hits],
             "check_sampler": to_dict(sampler), "check_per_class": per_class}
+
+
+@dataclass
+class TextConditioning:
+    """A text prior's training captions, encoded once (see ddkit.diffusion.captions)."""
+
+    encoder: TextEncoder
+    table: CaptionTable
+    states_table: torch.Tensor  # (captions, length, dim)
+
+    @staticmethod
+    def build(recipe: PriorRecipe, splits: DataSplits) -> "TextConditioning":
+        train = splits.train
+        vocab = load_vocabulary(recipe.vocabulary)
+        attributes = load_yaml(preset_path("prompts", recipe.vocabulary)).get("attributes")
+        if not attributes:
+            raise DDKitError(f"prompt vocabulary {recipe.vocabulary} has no attribute axes to caption images with")
+        levels = attribute_levels(train.images, train.labels, train.num_classes)
+        table = CaptionTable.build(vocab, attributes, train.class_names, glosses_for(vocab, train.class_names), levels)
+        encoder = load_text_encoder(recipe.text_encoder, recipe.text_length)
+        states = torch.cat([encoder.encode(chunk) for chunk in _chunks(table.texts, 256)])
+        return TextConditioning(encoder, table, states)
+
+    def states(self, rows: torch.Tensor, labels: torch.Tensor, recipe: PriorRecipe, generator: torch.Generator) -> torch.Tensor:
+        return self.states_table[self.table.index(rows, labels, recipe.caption_keep, recipe.class_dropout, generator)]
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i: i + size] for i in range(0, len(items), size)]
+
+
+def warm_start(model: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Copy every tensor of `source` whose name and shape `model` shares (the rest keep their init)."""
+    own = model.state_dict()
+    shared = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(shared, strict=False)
 
 
 def save_prior_dir(prior: Prior, out: Path, meta: dict[str, Any]) -> None:

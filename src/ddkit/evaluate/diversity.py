@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
-from ddkit.methods.base import item_seed
+from ddkit.seeds import item_seed
 from ddkit.models.teachers import Teacher
 from ddkit.runs import atomic_write_json, read_json
 

@@ -30,7 +30,7 @@ from scipy import linalg
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
-from ddkit.methods.base import item_seed
+from ddkit.seeds import item_seed
 from ddkit.models.teachers import Teacher
 from ddkit.evaluate.diversity import cached_per_extractor
 

@@ -33,6 +33,7 @@ class EvalPreset:
     stored_top_k: int = 2  # soft-stored: classes kept per image and epoch
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     test_subset: Optional[int] = None  # quick presets score a fixed class-balanced part of test
+    shifts: list[str] = field(default_factory=list)  # also score on these shifted copies of test (ddkit.data.shifts)
     quick: bool = False
 
     def __post_init__(self) -> None:

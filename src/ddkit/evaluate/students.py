@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -17,6 +17,7 @@ from torch import nn
 from ddkit import __version__
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
+from ddkit.data.shifts import shifted_sets
 from ddkit.data.splits import carve_validation
 from ddkit.devices import device_label
 from ddkit.evaluate.presets import EvalPreset
@@ -39,6 +40,7 @@ class Summary:
     accuracies: list[float]
     mean: float
     std: float  # population std over seeds, as the DC/DSA code reports
+    shift_means: dict[str, float] = field(default_factory=dict)  # mean accuracy on each shifted test copy
 
     def text(self) -> str:
         return f"{self.mean:.2f} ± {self.std:.2f}"
@@ -134,14 +136,16 @@ def evaluate_set(
         raise ValueError("soft-label presets need a teacher loader")
     data = distilled.as_image_set()
     scored = scoring_split(preset, splits)
+    shifted = shifted_sets(scored, preset.shifts)
     summaries = []
     for student in students or [preset.student]:
         folder = student_dir(results_dir, preset, student)
-        accuracies = []
+        accuracies, shift_accuracies = [], []
         for seed in preset.seeds:
             path = folder / f"seed-{seed}.json"
             if path.exists() and read_json(path).get("preset_fingerprint") == preset.fingerprint:
                 accuracies.append(read_json(path)["test_accuracy"])
+                shift_accuracies.append(read_json(path).get("shift_accuracy", {}))
                 continue
             started = time.perf_counter()
             stored = None
@@ -153,15 +157,18 @@ def evaluate_set(
                 "preset": preset.name, "preset_fingerprint": preset.fingerprint, "quick": preset.quick,
                 "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,
                 "test_accuracy": round(accuracy(model, scored), 3), "scored_images": len(scored),
+                "shift_accuracy": {name: round(accuracy(model, images), 3) for name, images in shifted.items()},
                 "train_images": len(data), "seconds": round(time.perf_counter() - started, 1),
                 "ddkit": __version__, "device": device_label(device),
                 **({"stored_label_bytes": stored.nbytes} if stored else {}),
             }
             atomic_write_json(path, result)
             accuracies.append(result["test_accuracy"])
+            shift_accuracies.append(result["shift_accuracy"])
         summary = Summary(
             preset.name, student.label(), teacher.label if teacher else None, preset.quick, list(preset.seeds),
             accuracies, round(statistics.fmean(accuracies), 2), round(statistics.pstdev(accuracies), 2),
+            {name: round(statistics.fmean(s[name] for s in shift_accuracies), 2) for name in preset.shifts},
         )
         atomic_write_json(folder / "summary.json", asdict(summary) | {"ddkit": __version__})
         summaries.append(summary)

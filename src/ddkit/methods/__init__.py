@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Register the built-in methods.
-from ddkit.methods import guided_diffusion, herding, inversion, kcenter, random_subset  # noqa: E402,F401
+from ddkit.methods import guided_diffusion, herding, inversion, kcenter, prism_dfkd, random_subset  # noqa: E402,F401
 from ddkit.methods.base import (
     METHODS,
     Method,

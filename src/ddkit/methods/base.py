@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +48,6 @@ METHODS: Registry[type[Method]] = Registry("method")
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     return METHODS.register(name)
-
-
-def item_seed(*parts: Any) -> int:
-    """A seed derived from the work item itself, never from process state."""
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:7], "little")
 
 
 def resolve_config(method: str, options: dict[str, Any]) -> Any:

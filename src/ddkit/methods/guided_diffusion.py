@@ -40,7 +40,8 @@ from ddkit.diffusion.modes import Modes, bisecting_modes, kmeans_modes
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, sample
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, item_seed, load_item, register_method, save_item
+from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
+from ddkit.seeds import item_seed
 from ddkit.progress import steps
 from ddkit.runs import config_hash
 

@@ -40,7 +40,8 @@ from ddkit.data.augment import crop_flip
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, item_seed, load_item, register_method, save_item
+from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
+from ddkit.seeds import item_seed
 from ddkit.models.teachers import Teacher
 from ddkit.progress import steps
 from ddkit.runs import config_hash

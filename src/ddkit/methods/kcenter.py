@@ -15,11 +15,11 @@ from ddkit.data.distilled import DistilledSet
 from ddkit.methods.base import (
     Method,
     SynthesisContext,
-    item_seed,
     register_method,
     subset_as_distilled,
 )
 from ddkit.methods.features import class_features
+from ddkit.seeds import item_seed
 
 
 @dataclass(frozen=True)

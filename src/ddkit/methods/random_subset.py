@@ -10,10 +10,10 @@ from ddkit.data.distilled import DistilledSet
 from ddkit.methods.base import (
     Method,
     SynthesisContext,
-    item_seed,
     register_method,
     subset_as_distilled,
 )
+from ddkit.seeds import item_seed
 
 
 @dataclass(frozen=True)

@@ -120,11 +120,12 @@ def record_soft_labels(
     teacher.eval()
     device = module_device(teacher)
     k = min(top_k, data.num_classes)
-    values = torch.zeros(recipe.epochs, len(data), k)
-    indices = torch.zeros(recipe.epochs, len(data), k, dtype=torch.int64)
+    epochs = recipe.epochs_for(len(data))
+    values = torch.zeros(epochs, len(data), k)
+    indices = torch.zeros(epochs, len(data), k, dtype=torch.int64)
     generator = torch.Generator().manual_seed(seed)
-    with steps(progress, f"record soft labels (top-{k})", recipe.epochs) as bar:
-        for epoch in range(recipe.epochs):
+    with steps(progress, f"record soft labels (top-{k})", epochs) as bar:
+        for epoch in range(epochs):
             for index, x in epoch_batches(data, recipe, generator):
                 log_probs = F.log_softmax(teacher(x.to(device)) / temperature, dim=1).cpu()
                 top = log_probs.topk(k, dim=1)

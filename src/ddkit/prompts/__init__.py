@@ -1,0 +1,1 @@
+"""Prompts for text-conditioned priors: a WordNet reader and the diversified prompt builder (DPE)."""
