@@ -221,6 +221,9 @@ def evaluate(
             for summary in evaluate_set(distilled, load_eval_preset(name), splits, distilled_set / "eval", specs, teachers, progress, target):
                 rows.append([summary.preset + (" QUICK" if summary.quick else ""), summary.student, summary.text(),
                              ", ".join(f"{a:.2f}" for a in summary.accuracies), summary.teacher or "–"])
+                if summary.shift_means:
+                    rows.append(["  shifted test sets", summary.student,
+                                 ", ".join(f"{k} {v:.2f}" for k, v in summary.shift_means.items()), "", ""])
     _print_table(f"{distilled_set} — test top-1 (%)", ["preset", "student", "mean ± std", "per seed", "teacher"], rows)
 
 

@@ -39,3 +39,14 @@ def test_report_lists_fidelity_records(tiny, tmp_path):
     markdown = (out / "leaderboard.md").read_text()
     assert "## Fidelity to the test distribution" in markdown
     assert f"| random-ipc2 | convnet | {record['precision']:.3f} |" in markdown
+
+
+def test_leaderboard_lists_shifted_test_accuracy_when_a_preset_scores_it():
+    from ddkit.report.leaderboard import leaderboard_markdown
+
+    row = {"set": "s", "method": "prism-dfkd", "ipc": 10, "preset": "dfkd", "quick": False, "student": "convnet",
+           "teacher": "t", "seeds": [0], "accuracies": [70.0], "mean": 70.0, "std": 0.0,
+           "shift_means": {"rotate": 40.5, "invert": 12.25}}
+    text = leaderboard_markdown([row, row | {"preset": "hard-dsa", "shift_means": {}}])
+    assert "## Shifted test sets" in text and "| dfkd | convnet | prism-dfkd | 10 | 70.00 | 40.50 | 12.25 |" in text
+    assert "| hard-dsa | convnet | prism-dfkd | 10 | 70.00 |" not in text.split("## Shifted")[1]

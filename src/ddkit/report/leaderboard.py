@@ -26,7 +26,7 @@ def collect_rows(root: Path) -> list[dict]:
                 "set": folder.name, "method": meta.get("method", "?"), "ipc": meta.get("ipc"),
                 "preset": summary.preset, "quick": summary.quick, "student": summary.student,
                 "teacher": summary.teacher, "seeds": summary.seeds, "accuracies": summary.accuracies,
-                "mean": summary.mean, "std": summary.std,
+                "mean": summary.mean, "std": summary.std, "shift_means": summary.shift_means,
             })
     return sorted(rows, key=lambda r: (r["preset"], r["student"], r["ipc"] or 0, -r["mean"]))
 
@@ -110,7 +110,21 @@ def leaderboard_markdown(rows: list[dict], diversity: list[dict] = (), fidelity:
             f"| {preset} | {r['student']} | {r['method']} | {r['ipc']} | {r['mean']:.2f} ± {r['std']:.2f} | "
             f"{','.join(map(str, r['seeds']))} | {r['teacher'] or '–'} |"
         )
-    return "\n".join(lines) + "\n" + diversity_markdown(list(diversity)) + fidelity_markdown(list(fidelity))
+    return "\n".join(lines) + "\n" + shifts_markdown(rows) + diversity_markdown(list(diversity)) + fidelity_markdown(list(fidelity))
+
+
+def shifts_markdown(rows: list[dict]) -> str:
+    """Mean top-1 on the shifted test copies, for presets that score them (e.g. dfkd)."""
+    shifted = [r for r in rows if r.get("shift_means")]
+    if not shifted:
+        return ""
+    names = list(shifted[0]["shift_means"])
+    lines = ["", "## Shifted test sets (ddkit.data.shifts)", "", "| preset | student | method | IPC | clean | " + " | ".join(names) + " |",
+             "|" + "---|" * (5 + len(names))]
+    for r in shifted:
+        lines.append(f"| {r['preset']} | {r['student']} | {r['method']} | {r['ipc']} | {r['mean']:.2f} | "
+                     + " | ".join(f"{r['shift_means'].get(n, float('nan')):.2f}" for n in names) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def write_report(root: Path) -> Path:
