@@ -134,7 +134,7 @@ def teacher_line(out: Path, preset: str) -> str:
 
 
 TUNING = {f"EDA {objective} s{scale}": {"energy_scale": scale, "energy_objective": objective, "filter_fraction": 0.0}
-          for objective in ("energy", "energy+ce") for scale in (0.0, 0.1, 0.3, 1.0) if scale or objective == "energy"}
+          for objective, scale in (("energy", 0.0), ("energy", 0.1), ("energy", 0.3), ("energy", 1.0), ("energy+ce", 0.3))}
 
 
 def tune(args, device: torch.device) -> str:
@@ -184,20 +184,45 @@ def steer(args, device: torch.device) -> str:
     sampler = SamplerConfig(steps=args.steps)
     rows = ["| attribute | prompt pair | low-word mean | high-word mean | pairs ordered as prompted |", "|---|---|---|---|---|"]
     for axis, (low, high) in attributes.items():
-        lows, highs = [], []
+        samples = {low: [], high: []}
         for c, class_name in enumerate(splits.train.class_names):
             name = vocab.display_name(class_name)
-            for word, bucket in ((low, lows), (high, highs)):
+            for word in (low, high):
                 article = "an" if word[0] in "aeiou" else "a"
                 generator = torch.Generator().manual_seed(item_seed("steer", c))
                 cond = prior.prompt_condition([f"a photo of {article} {word} {name}"] * args.steer_per_prompt)
-                images = prior.decode(sample(prior, cond, generator, sampler), splits.train.image_shape)
-                bucket.append(attribute_measures(images)[axis])
-        low_all, high_all = torch.cat(lows), torch.cat(highs)
+                samples[word].append(prior.decode(sample(prior, cond, generator, sampler), splits.train.image_shape))
+        if axis == "brightness":
+            save_steer_grid(samples[low], samples[high], splits.train.class_names, low, high)
+        low_all, high_all = (attribute_measures(torch.cat(samples[w]))[axis] for w in (low, high))
         ordered = (high_all > low_all).float().mean().item() * 100
         rows.append(f"| {axis} | {low} / {high} | {low_all.mean():.4f} | {high_all.mean():.4f} | {ordered:.0f} % |")
     return (f"{args.steer_per_prompt} samples per prompt and class, 10 classes, DDIM {args.steps} steps, CFG 2; "
             "'a photo of a <word> <class>'.\n\n" + "\n".join(rows))
+
+
+def save_steer_grid(lows: list[torch.Tensor], highs: list[torch.Tensor], class_names, low: str, high: str) -> None:
+    """Per class: five low-word samples, then the five high-word samples from the same noise."""
+    from ddkit.data.distilled import DistilledSet
+    from ddkit.report.figures import save_grid
+
+    images = torch.cat([torch.cat([lo[:5], hi[:5]]) for lo, hi in zip(lows, highs)])
+    labels = torch.arange(len(class_names)).repeat_interleave(10)
+    grid = DistilledSet(images, labels, tuple(class_names), (0.5,), (0.5,))
+    save_grid(grid, Path("benchmarks/results/dfkd-grids/steer-brightness.png"),
+              f"text prior: 5 x 'a photo of a {low} <class>', then 5 x '{high}' (same noise)")
+
+
+def write_grids(out: Path, variants: list[str], size: int = 100) -> None:
+    """The 100-image sets as pictures: benchmarks/results/dfkd-grids/<variant>.png."""
+    from ddkit.data.distilled import DistilledSet
+    from ddkit.report.figures import save_grid
+
+    for variant in variants:
+        folder = out / "sets" / folder_name(variant, size)
+        if (folder / "manifest.json").exists():
+            save_grid(DistilledSet.load(folder), Path("benchmarks/results/dfkd-grids") / f"{folder_name(variant, size)}.png",
+                      f"{variant}, {size} images")
 
 
 def speed(args, device: torch.device) -> str:
@@ -266,6 +291,7 @@ def main() -> None:
     text = f"{table}\n\n{teacher_line(out, args.preset)}"
     print(text)
     if args.write:
+        write_grids(out, args.variants)
         atomic_write_text(results / f"dfkd{'-quick' if args.quick else ''}.md",
                           f"# Data-free KD on Fashion-MNIST (preset {args.preset})\n\n{stamp(device)}\n\n"
                           f"P/R/D/C and FID against 2,000 test images in {FIDELITY} features (k = 5).\n\n{text}\n")

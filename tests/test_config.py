@@ -61,3 +61,23 @@ def test_load_yaml_is_safe_and_strict(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(DDKitError, match="mapping"):
         load_yaml(tmp_path / "list.yaml")
+
+
+def test_options_added_later_leave_content_hashes_alone_while_at_their_default():
+    from dataclasses import dataclass, field
+
+    from ddkit.config import ADDED_OPTION, hash_dict, to_dict
+
+    @dataclass(frozen=True)
+    class Before:
+        lr: float = 0.1
+
+    @dataclass(frozen=True)
+    class After:
+        lr: float = 0.1
+        steps: int = field(default=0, metadata=ADDED_OPTION)
+        shifts: list = field(default_factory=list, metadata=ADDED_OPTION)
+
+    assert hash_dict(After()) == to_dict(Before()) == {"lr": 0.1}
+    assert hash_dict(After(steps=5)) == {"lr": 0.1, "steps": 5}
+    assert hash_dict({"nested": [After(shifts=["blur"])]}) == {"nested": [{"lr": 0.1, "shifts": ["blur"]}]}

@@ -92,6 +92,32 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+# Field metadata for options added after results were stored: left out of `hash_dict` while they
+# hold their default, so adding an option does not orphan cached teachers, priors or results.
+ADDED_OPTION = {"omit_default_from_hash": True}
+
+
+def hash_dict(config: Any) -> Any:
+    """`to_dict` for content hashes: fields marked ADDED_OPTION are omitted when at their default."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        out = {}
+        for item in dataclasses.fields(config):
+            value = getattr(config, item.name)
+            if item.metadata.get("omit_default_from_hash") and value == _default_of(item):
+                continue
+            out[item.name] = hash_dict(value)
+        return out
+    if isinstance(config, (list, tuple)):
+        return [hash_dict(v) for v in config]
+    if isinstance(config, dict):
+        return {k: hash_dict(v) for k, v in config.items()}
+    return config
+
+
+def _default_of(item: dataclasses.Field) -> Any:
+    return item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+
+
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 

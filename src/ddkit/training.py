@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Literal, NamedTuple, Optional
 
@@ -22,6 +22,7 @@ from torch import nn
 from ddkit.data.augment import AUGMENTATIONS
 from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
+from ddkit.config import ADDED_OPTION
 from ddkit.errors import DDKitError
 from ddkit.progress import steps
 from ddkit.runs import atomic_write_bytes
@@ -43,7 +44,7 @@ class TrainRecipe:
     weight_decay: float = 5e-4
     schedule: Literal["step-half", "cosine", "onecycle", "constant"] = "step-half"
     epochs: int = 300
-    steps: int = 0  # > 0: train this many optimiser steps (whole epochs, rounded up) whatever the set size
+    steps: int = field(default=0, metadata=ADDED_OPTION)  # > 0: this many optimiser steps (whole epochs, rounded up), any set size
     batch_size: int = 256
     augmentation: str = "dsa"
     label_smoothing: float = 0.0

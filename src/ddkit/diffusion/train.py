@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from ddkit.config import build, load_yaml, merge, to_dict
+from ddkit.config import ADDED_OPTION, build, hash_dict, load_yaml, merge, to_dict
 from ddkit.data.images import DataSplits
 from ddkit.devices import device_label
 from ddkit.diffusion.captions import CaptionTable, attribute_levels
@@ -67,11 +67,11 @@ class PriorRecipe:
     check_per_class: int = 100
     check_sampler: SamplerConfig = field(default_factory=SamplerConfig)
     # text priors: captioned by `vocabulary` (ddkit.diffusion.captions), encoded by `text_encoder`
-    text_encoder: str = ""  # empty: a class-conditional prior
-    text_length: int = 32  # tokens per prompt (padded / truncated)
-    vocabulary: str = ""
-    caption_keep: float = 0.7  # chance each true attribute word is in a step's caption
-    init: str = ""  # a prior recipe whose matching weights start training (warm start)
+    text_encoder: str = field(default="", metadata=ADDED_OPTION)  # empty: a class-conditional prior
+    text_length: int = field(default=32, metadata=ADDED_OPTION)  # tokens per prompt (padded / truncated)
+    vocabulary: str = field(default="", metadata=ADDED_OPTION)
+    caption_keep: float = field(default=0.7, metadata=ADDED_OPTION)  # chance each true attribute word is in a caption
+    init: str = field(default="", metadata=ADDED_OPTION)  # a prior recipe whose matching weights start training
 
     def __post_init__(self) -> None:
         if bool(self.text_encoder) != bool(self.vocabulary):
@@ -121,14 +121,8 @@ def make_train_scheduler(recipe: PriorRecipe):
                          prediction_type="epsilon", clip_sample=False)
 
 
-TEXT_FIELDS = ("text_encoder", "text_length", "vocabulary", "caption_keep", "init")
-
-
 def entry_name(recipe: PriorRecipe, splits: DataSplits) -> str:
-    fields = to_dict(recipe)
-    if not recipe.text_encoder and not recipe.init:  # class priors keep the keys they had before text priors existed
-        fields = {k: v for k, v in fields.items() if k not in TEXT_FIELDS}
-    key = config_hash({"data": splits.fingerprint, "recipe": fields, "format": 1})
+    key = config_hash({"data": splits.fingerprint, "recipe": hash_dict(recipe), "format": 1})
     return f"{recipe.name}-{key}"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from ddkit.config import build, load_yaml, to_dict
+from ddkit.config import ADDED_OPTION, build, hash_dict, load_yaml
 from ddkit.errors import DDKitError
 from ddkit.models import ModelSpec
 from ddkit.presets import preset_path
@@ -33,7 +33,7 @@ class EvalPreset:
     stored_top_k: int = 2  # soft-stored: classes kept per image and epoch
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     test_subset: Optional[int] = None  # quick presets score a fixed class-balanced part of test
-    shifts: list[str] = field(default_factory=list)  # also score on these shifted copies of test (ddkit.data.shifts)
+    shifts: list[str] = field(default_factory=list, metadata=ADDED_OPTION)  # also score on shifted test copies (ddkit.data.shifts)
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -48,7 +48,7 @@ class EvalPreset:
 
     @property
     def fingerprint(self) -> str:
-        return config_hash(to_dict(self))
+        return config_hash(hash_dict(self))
 
 
 def load_eval_preset(name: str) -> EvalPreset:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 from rich.progress import Progress
 
-from ddkit.config import build, load_yaml, merge, to_dict
+from ddkit.config import build, hash_dict, load_yaml, merge, to_dict
 from ddkit.data.images import DataSplits
 from ddkit.devices import device_label
 from ddkit.errors import DDKitError
@@ -77,7 +77,7 @@ def teacher_config(name: str, overrides: Optional[dict[str, Any]] = None) -> Tea
 
 
 def cache_entry(config: TeacherConfig, splits: DataSplits, cache_dir: Path) -> Path:
-    key = config_hash({"data": splits.fingerprint, "teacher": to_dict(config), "format": 1})
+    key = config_hash({"data": splits.fingerprint, "teacher": hash_dict(config), "format": 1})
     return Path(cache_dir) / "teachers" / splits.name / f"{config.name}-{key}"
 
 
