@@ -9,7 +9,7 @@ prompts, +EDA, +DPE, both) against DeepInversion-style inversion and KD on real 
     python benchmarks/dfkd.py --table-only --write      # collect the tables into benchmarks/results/dfkd*.md
 
 Every student learns from a transfer set and the convnet-bn teacher's soft outputs only (the
-`dfkd` preset: 3,000 KD steps whatever the set size) and is scored on the clean test split and on
+`dfkd` preset: 1,000 KD steps whatever the set size) and is scored on the clean test split and on
 five shifted copies of it (ddkit.data.shifts). Prior-based rows share the prior, the sampler and
 the initial noise per sample, so they differ only in prompts and guidance. The text prior has seen
 the training images (it was trained on them); only the distillation step is data-free.
@@ -42,10 +42,10 @@ from ddkit.prompts.builder import PromptOptions, build_prompts, load_vocabulary
 from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json
 from ddkit.seeds import item_seed
 
-TEXT_OFF = {"disambiguate": False, "content": False, "style": False}
+BARE_PROMPTS = {"disambiguate": False, "content": False, "style": False}
 VARIANTS = {
     "plain prior": ("text-diffusion", {}),
-    "+EDA": ("text-diffusion", {"energy_scale": 0.1, "filter_fraction": 0.1}),
+    "+EDA": ("prism-dfkd", {"prompts": BARE_PROMPTS}),
     "+DPE": ("prism-dfkd", {"energy_scale": 0.0, "filter_fraction": 0.0}),
     "PRISM-DFKD (EDA+DPE)": ("prism-dfkd", {}),
     "DeepInversion-style": ("sre2l", {}),
@@ -134,7 +134,9 @@ def teacher_line(out: Path, preset: str) -> str:
 
 
 TUNING = {f"EDA {objective} s{scale}": {"energy_scale": scale, "energy_objective": objective, "filter_fraction": 0.0}
-          for objective, scale in (("energy", 0.0), ("energy", 0.1), ("energy", 0.3), ("energy", 1.0), ("energy+ce", 0.3))}
+          for objective, scale in (("energy", 0.0), ("energy", 0.1), ("energy", 0.3), ("energy+ce", 0.3), ("energy", 0.03))}
+TUNING["EDA energy s0.1 first half"] = {"energy_scale": 0.1, "energy_window": [0.0, 0.5], "filter_fraction": 0.0}
+TUNING["EDA energy s0.03 first half"] = {"energy_scale": 0.03, "energy_window": [0.0, 0.5], "filter_fraction": 0.0}
 
 
 def tune(args, device: torch.device) -> str:
