@@ -58,7 +58,7 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["synthesize", "dm", "--ipc", "1", "--out", "{tmp}/s"], "unknown method 'dm'; choose one of: dap, diffusion, herding, kcenter, manifoldgd, mgd3, prism, random, sre2l"),
+        (["synthesize", "dm", "--ipc", "1", "--out", "{tmp}/s"], "unknown method 'dm'; choose one of: dap, diffusion, herding, kcenter, manifoldgd, mgd3, prism, prism-dfkd, random, sre2l, text-diffusion"),
         (["synthesize", "random", "--ipc", "6000", "--out", "{tmp}/s"], "IPC 6000 is not possible: the smallest class has 5500"),
         (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"], "unknown key 'herding.teachr'; valid keys: teacher"),
         (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--data-root", "{tmp}/none"], "does not exist; install them with 'apt-get install dataset-fashion-mnist'"),
@@ -70,7 +70,7 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
         (["squeeze", "vit"], "unknown teacher 'vit'; choose one of: convnet-bn, convnet-in, mlp, mobilenet, resnet, or a .yaml file"),
         (["squeeze", "convnet-bn", "--weights={tmp}/w.safetensors"], "checkpoint {tmp}/w.safetensors is corrupt"),
         (["list", "things"], "cannot list 'things'"),
-        (["squeeze-prior", "big"], "unknown prior recipe 'big'; choose one of: fashion-mnist-unet, test-unet"),
+        (["squeeze-prior", "big"], "unknown prior recipe 'big'; choose one of: fashion-mnist-text-unet, fashion-mnist-unet, test-text-unet, test-unet"),
         (["synthesize", "dap", "--ipc", "1", "--out", "{tmp}/s", "--prior={tmp}"], "cannot load a diffusion prior from {tmp}"),
         (["synthesize", "dap", "--ipc", "1", "--out", "{tmp}/s", "--prior=test-unet", "--dataset.train_per_class=20",
           "--feature_layer=nope"], "feature layer 'nope' is not in UNet2DModel; choose one of:"),
