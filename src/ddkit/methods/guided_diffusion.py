@@ -140,14 +140,19 @@ class GuidedDiffusion(Method):
         return DistilledSet(flat[order], labels[order], train.class_names, train.mean, train.std, meta=meta)
 
 
-def check_prior(prior: Prior, train: ImageSet, cfg: GuidedDiffusionConfig) -> list[int]:
-    """The prior class of each dataset class, after checking the prior fits the data."""
-    channels, size = train.image_shape[0], train.image_shape[1]
-    if prior.image_size != size and not cfg.resize:
-        raise DDKitError(f"prior {cfg.prior} makes {prior.image_size}-px images, the dataset has {size}-px ones; "
+def check_prior_images(prior: Prior, image_shape: tuple[int, int, int], name: str, resize: bool) -> None:
+    """The prior's images must have the dataset's size (unless resizing is allowed) and usable channels."""
+    channels, size = image_shape[0], image_shape[1]
+    if prior.image_size != size and not resize:
+        raise DDKitError(f"prior {name} makes {prior.image_size}-px images, the dataset has {size}-px ones; "
                          "use a prior trained at this size or set resize=true")
     if prior.image_channels != channels and not {prior.image_channels, channels} <= {1, 3}:
-        raise DDKitError(f"prior {cfg.prior} makes {prior.image_channels}-channel images, the dataset has {channels}")
+        raise DDKitError(f"prior {name} makes {prior.image_channels}-channel images, the dataset has {channels}")
+
+
+def check_prior(prior: Prior, train: ImageSet, cfg: GuidedDiffusionConfig) -> list[int]:
+    """The prior class of each dataset class, after checking the prior fits the data."""
+    check_prior_images(prior, train.image_shape, cfg.prior, cfg.resize)
     known = prior.num_classes
     mapping = list(cfg.class_map) or list(range(train.num_classes))
     if len(mapping) != train.num_classes:

@@ -38,7 +38,7 @@ from ddkit.diffusion.sampler import SamplerConfig, sample
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
 from ddkit.seeds import item_seed
-from ddkit.methods.guided_diffusion import SamplerOptions, WorkItem, work_items
+from ddkit.methods.guided_diffusion import SamplerOptions, WorkItem, check_prior_images, work_items
 from ddkit.presets import preset_names
 from ddkit.progress import steps
 from ddkit.prompts.builder import PromptOptions, PromptSet, build_prompts
@@ -147,9 +147,7 @@ def check_text_prior(prior: Prior, image_shape: tuple[int, int, int], cfg: Prism
     if prior.text_encoder is None:
         raise DDKitError(f"prior {cfg.prior} is not text-conditioned; PRISM-DFKD needs a text-to-image prior "
                          "(e.g. fashion-mnist-text-unet or a Stable Diffusion pipeline)")
-    if prior.image_size != image_shape[1] and not cfg.resize:
-        raise DDKitError(f"prior {cfg.prior} makes {prior.image_size}-px images, the dataset has {image_shape[1]}-px ones; "
-                         "use a prior trained at this size or set resize=true")
+    check_prior_images(prior, image_shape, cfg.prior, cfg.resize)
 
 
 @dataclass(frozen=True)
