@@ -1,4 +1,4 @@
-"""One small registry type, used for datasets, models, methods and metrics (timm-style)."""
+"""One small registry type, used for datasets, models and methods (timm-style)."""
 
 from __future__ import annotations
 

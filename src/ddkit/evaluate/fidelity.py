@@ -37,6 +37,7 @@ from ddkit.evaluate.diversity import cached_per_extractor
 TEST_SAMPLE = 2000  # test images (class-balanced) every set is compared against
 NEIGHBOURS = 5  # k of Naeem et al.'s k-NN balls
 CHUNK = 2048  # rows of a distance matrix held at once
+KID_SUBSET = 1000  # Bińkowski et al.'s subset size for KID
 
 
 def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = NEIGHBOURS) -> dict[str, float]:
@@ -91,10 +92,10 @@ def kernel_distance(
 ) -> tuple[float, float]:
     """KID (Bińkowski et al. 2018): mean and population std of the unbiased MMD² over random subsets.
 
-    `subset_size` defaults to min(1000, len(real), len(fake)); subsets are drawn without replacement.
+    `subset_size` defaults to min(KID_SUBSET, len(real), len(fake)); subsets are drawn without replacement.
     """
     real, fake = real.flatten(1).double(), fake.flatten(1).double()
-    size = subset_size or min(1000, len(real), len(fake))
+    size = subset_size or min(KID_SUBSET, len(real), len(fake))
     generator = torch.Generator().manual_seed(seed)
     estimates = torch.tensor([
         polynomial_mmd2(real[torch.randperm(len(real), generator=generator)[:size]],

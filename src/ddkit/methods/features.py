@@ -11,10 +11,11 @@ from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
 from ddkit.models.teachers import Teacher
 from ddkit.progress import steps
+from ddkit.training import INFERENCE_BATCH
 
 
 @torch.no_grad()
-def embed(teacher: Teacher, images: torch.Tensor, progress: Optional[Progress] = None, batch_size: int = 1000) -> torch.Tensor:
+def embed(teacher: Teacher, images: torch.Tensor, progress: Optional[Progress] = None, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     key = (images.data_ptr(), tuple(images.shape))
     if key not in teacher.feature_cache:
         teacher.model.eval()

@@ -47,19 +47,11 @@ from ddkit.runs import config_hash
 
 
 @dataclass(frozen=True)
-class SamplerOptions:
-    scheduler: Literal["ddim", "ddpm"] = "ddim"
-    steps: int = 50
-    cfg_scale: float = 2.0
-    eta: float = 0.0
-
-
-@dataclass(frozen=True)
 class GuidedDiffusionConfig:
     prior: str = "fashion-mnist-unet"  # a prior recipe (ddkit list presets), a diffusers directory or a hub id
     class_map: list[int] = field(default_factory=list)  # prior class of each dataset class; empty: the same index
     resize: bool = False  # allow a prior whose image size differs from the dataset's (samples are resized)
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
     batch: int = 10  # samples per work item (one class)
     real_per_class: int = 1000  # real training images per class used for modes and kernel references
     # mode guidance (MGD3, ManifoldGD)
@@ -216,8 +208,7 @@ class _Engine:
     def run(self, item: WorkItem, prior_class: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(item_seed(self.seed, "diffusion", item.label, item.indices))
         labels = torch.full((len(item.indices),), prior_class, device=self.prior.device)
-        sampler = SamplerConfig(**to_dict(self.cfg.sampler))
-        samples = sample(self.prior, Condition(labels=labels), generator, sampler, self.terms(item))
+        samples = sample(self.prior, Condition(labels=labels), generator, self.cfg.sampler, self.terms(item))
         return self.prior.decode(samples.detach(), self.train.image_shape)
 
 

@@ -46,6 +46,9 @@ from ddkit.models.teachers import Teacher
 from ddkit.progress import steps
 from ddkit.runs import config_hash
 
+# SRe2L's released recover loop: a short gradient memory suits a few hundred steps on pixels.
+ADAM_BETAS = (0.5, 0.9)
+
 
 @dataclass(frozen=True)
 class InversionConfig:
@@ -263,7 +266,7 @@ class Inversion(Method):
             drawn = draw_panel(cfg, torch.Generator().manual_seed(item_seed(ctx.seed, "intra", item.indices[0])))
         else:
             drawn = pre_draw or list(cfg.panel)
-        optimizer = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
+        optimizer = torch.optim.Adam([x], lr=cfg.lr, betas=ADAM_BETAS)
         for step in range(iterations):
             optimizer.param_groups[0]["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / iterations))
             if cfg.bn_sampler == "iteration":

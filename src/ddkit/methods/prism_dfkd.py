@@ -38,7 +38,7 @@ from ddkit.diffusion.sampler import SamplerConfig, sample
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
 from ddkit.seeds import item_seed
-from ddkit.methods.guided_diffusion import SamplerOptions, WorkItem, check_prior_images, work_items
+from ddkit.methods.guided_diffusion import WorkItem, check_prior_images, work_items
 from ddkit.presets import preset_names
 from ddkit.progress import steps
 from ddkit.prompts.builder import PromptOptions, PromptSet, build_prompts
@@ -52,7 +52,7 @@ class PrismDFKDConfig:
     resize: bool = False
     teacher: str = "convnet-bn"
     prompts: PromptOptions = field(default_factory=PromptOptions)  # vocabulary "": the dataset's own, else generic
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
     batch: int = 10
     # Chosen on the validation split (benchmarks/results/dfkd-tune.md): larger scales turn the
     # teacher's pixel gradient into adversarial stripes (precision 0.82 → 0.09 at 0.1, all steps).
@@ -131,7 +131,7 @@ def sample_item(
         labels = torch.full((len(item.indices),), item.label, device=prior.device)
         terms.append(EnergyGuidance(teacher, labels, image_shape, cfg.energy_scale, cfg.energy_window,
                                     cfg.energy_temperature, cfg.energy_objective))
-    samples = sample(prior, cond, generator, SamplerConfig(**to_dict(cfg.sampler)), terms)
+    samples = sample(prior, cond, generator, cfg.sampler, terms)
     return prior.decode(samples.detach(), image_shape)
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ddkit.models import register_model
+from ddkit.models._registry import register_model
 
 Norm = Literal["instance", "batch", "none"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ddkit.models import register_model
+from ddkit.models._registry import register_model
 
 
 def separable(cin: int, cout: int, stride: int) -> nn.Sequential:

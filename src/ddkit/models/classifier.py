@@ -1,0 +1,104 @@
+"""`ModelSpec`, the pixel-space `Classifier` wrapper and `build_model`.
+
+Every model ddkit trains or loads takes pixel-space images ([0, 1] for real data) and normalises
+them itself, so distilled sets, augmentations and teachers of different origins (dataset stats
+for our small nets, ImageNet stats for timm/torchvision weights) can be mixed freely.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ddkit.errors import DDKitError
+from ddkit.models._registry import MODELS, Builder
+
+EXTERNAL_PREFIXES = ("timm:", "torchvision:")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    weights: Optional[str] = None  # file, directory or "hub" (external models only)
+
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.name}({opts})" if opts else self.name
+
+
+class Classifier(nn.Module):
+    """Pixel-space classifier: normalises, adapts channels, then runs the network body."""
+
+    def __init__(self, body: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], in_channels: int) -> None:
+        super().__init__()
+        self.body = body
+        self.in_channels = in_channels
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.in_channels:
+            if x.shape[1] == 1:
+                x = x.expand(-1, self.in_channels, -1, -1)
+            else:
+                raise DDKitError(f"model expects {self.in_channels}-channel images, got {x.shape[1]}")
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self._prepare(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features (input to the final linear layer)."""
+        x = self._prepare(x)
+        if hasattr(self.body, "embed"):
+            return self.body.embed(x)
+        if hasattr(self.body, "forward_head"):  # timm
+            return self.body.forward_head(self.body.forward_features(x), pre_logits=True)
+        last_linear = [m for m in self.body.modules() if isinstance(m, nn.Linear)][-1]
+        captured: list[torch.Tensor] = []
+        handle = last_linear.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0]))
+        try:
+            self.body(x)
+        finally:
+            handle.remove()
+        return captured[0]
+
+
+def build_model(
+    spec: ModelSpec,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    seed: int = 0,
+) -> Classifier:
+    """Build `spec` with seeded initialisation; external models load `spec.weights`."""
+    in_channels, height, _ = image_shape
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if spec.name.startswith(EXTERNAL_PREFIXES):
+            from ddkit.models.external import build_external
+
+            return build_external(spec, num_classes, in_channels)
+        builder = MODELS.get(spec.name)
+        _check_options(spec, builder)
+        if spec.weights:
+            raise DDKitError(f"model {spec.name!r} takes no weights option; squeeze a teacher or load it with 'teacher.weights'")
+        try:
+            body = builder(num_classes=num_classes, in_channels=in_channels, image_size=height, **spec.options)
+        except (TypeError, ValueError) as err:
+            raise DDKitError(f"model {spec.label()}: {err}") from None
+    return Classifier(body, mean, std, in_channels)
+
+
+def _check_options(spec: ModelSpec, builder: Builder) -> None:
+    params = inspect.signature(builder).parameters
+    allowed = [n for n in params if n not in ("num_classes", "in_channels", "image_size")]
+    for key in spec.options:
+        if key not in allowed:
+            raise DDKitError(f"unknown option {key!r} for model {spec.name!r}; valid options: {', '.join(allowed) or 'none'}")
