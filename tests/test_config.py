@@ -81,3 +81,90 @@ def test_options_added_later_leave_content_hashes_alone_while_at_their_default()
     assert hash_dict(After()) == to_dict(Before()) == {"lr": 0.1}
     assert hash_dict(After(steps=5)) == {"lr": 0.1, "steps": 5}
     assert hash_dict({"nested": [After(shifts=["blur"])]}) == {"nested": [{"lr": 0.1, "shifts": ["blur"]}]}
+
+
+def _typed_fields(cls, prefix=""):
+    """(dotted name, type) of every leaf field of a config dataclass, nested configs included."""
+    import dataclasses
+    from typing import get_type_hints
+
+    hints = get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        hint = hints[item.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _typed_fields(hint, f"{prefix}{item.name}.")
+        else:
+            yield f"{prefix}{item.name}", hint
+
+
+def _all_configs():
+    from ddkit.data import DatasetConfig
+    from ddkit.diffusion.train import PriorRecipe
+    from ddkit.evaluate.presets import EvalPreset
+    from ddkit.methods import METHODS
+    from ddkit.models.teachers import TeacherConfig
+    from ddkit.pipeline import RunConfig
+
+    return [METHODS.get(name).config_class for name in METHODS.names()] + [
+        RunConfig, DatasetConfig, EvalPreset, TeacherConfig, PriorRecipe]
+
+
+SPELLINGS = {
+    float: (["1e-3", "1E-3", "1.0e-3", ".001", "0.001", "+1e-3"], 0.001),
+    int: (["12", "+12", "1_2", "0xc", "1.2e1", "12.0"], 12),
+    bool: (["true", "True", "TRUE"], True),
+}
+
+
+def _scalar_type(hint):
+    """(scalar type, is a list of it) of a field hint, through Optional[...]."""
+    import types
+    from typing import Union, get_args, get_origin
+
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    if get_origin(hint) in (list, tuple):
+        return get_args(hint)[0], True
+    return hint, False
+
+
+def test_every_typed_field_reads_numbers_in_every_spelling_and_booleans_only_as_true_false():
+    from ddkit.config import _coerce
+
+    seen = {float: 0, int: 0, bool: 0, str: 0}
+    for cls in _all_configs():
+        for name, hint in _typed_fields(cls):
+            base, is_list = _scalar_type(hint)
+            if base not in seen:
+                continue
+            seen[base] += 1
+            read = lambda text: _coerce(hint, _leaf(parse_overrides([f"--{name}={text}"]), name), name)  # noqa: E731
+            wrap = (lambda v: [v]) if is_list else (lambda v: v)  # `--ipcs=10` means [10]
+            if base in SPELLINGS:
+                spellings, expected = SPELLINGS[base]
+                for text in spellings:
+                    value = read(text)
+                    assert value == wrap(expected) and type(value[0] if is_list else value) is base, (cls.__name__, name, text)
+            if base is bool:
+                for text in ("yes", "no", "on", "off", "1", "0", "y"):
+                    with pytest.raises(DDKitError, match="must be true or false"):
+                        read(text)
+            if base is str:
+                for text in ("1e-3", "007", "true", "on", "2024-01-01"):
+                    assert read(text) == wrap(text), (cls.__name__, name, text)
+    assert all(count >= 3 for count in seen.values()), seen  # the walk really reached every kind of field
+
+
+def _leaf(nested, dotted):
+    for part in dotted.split("."):
+        nested = nested[part]
+    return nested
+
+
+def test_lr_in_exponent_notation_builds_a_recipe():
+    from ddkit.training import TrainRecipe
+
+    recipe = build(TrainRecipe, parse_overrides(["--lr=1e-3", "--epochs=1e2", "--channels_last=true"]))
+    assert recipe.lr == 0.001 and recipe.epochs == 100 and recipe.channels_last is True
+    with pytest.raises(DDKitError, match="channels_last must be true or false, got 'yes'"):
+        build(TrainRecipe, parse_overrides(["--channels_last=yes"]))

@@ -6,6 +6,7 @@ An unknown key or a value of the wrong type is a `DDKitError` naming the valid c
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -17,9 +18,66 @@ from ddkit.errors import DDKitError
 C = TypeVar("C")
 
 
+class _Int(int):
+    """An int that remembers how it was typed, so a string field given `007` keeps "007"."""
+
+    source: str
+
+
+class _Float(float):
+    source: str
+
+
+class YamlLoader(yaml.SafeLoader):
+    """Safe YAML with the scalars people type, not YAML 1.1's: numbers in every usual spelling
+    (1e-3, 1E+5, .5, 5., 1_000, 0x1f, 0o17, 0b101, inf, -.inf, nan) and booleans only as
+    true/false; yes/no/on/off/y/n and dates stay strings (a prompt word "on" must not become True)."""
+
+
+_BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_RETYPED = (_BOOL, _INT, _FLOAT, "tag:yaml.org,2002:timestamp")  # dates stay strings too
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _RETYPED]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+YamlLoader.add_implicit_resolver(
+    _INT, re.compile(r"^[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$"), list("-+0123456789"))
+YamlLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*|[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.?(?:inf|Inf|INF)|\.?(?:nan|NaN|NAN))$"),
+    list("-+.0123456789iInN"),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node)
+    digits = text.replace("_", "")
+    number = _Int(int(digits, 0) if digits.lstrip("+-")[:2].lower() in ("0x", "0o", "0b") else int(digits, 10))
+    number.source = text
+    return number
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    text = loader.construct_scalar(node)
+    plain = text.replace("_", "").lower()
+    number = _Float(plain.replace(".", "") if plain.lstrip("+-.") in ("inf", "nan") else plain)
+    number.source = text
+    return number
+
+
+YamlLoader.add_constructor(_INT, _construct_int)
+YamlLoader.add_constructor(_FLOAT, _construct_float)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 (YamlLoader is a SafeLoader)
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = parse_yaml(Path(path).read_text())
     except FileNotFoundError:
         raise DDKitError(f"config file {path} does not exist") from None
     except yaml.YAMLError as err:
@@ -39,7 +97,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in text:
             raise DDKitError(f"override {item!r} must look like --key=value")
         dotted, raw = text.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = parse_yaml(raw) if raw != "" else ""
+        except yaml.YAMLError as err:
+            raise DDKitError(f"override {item!r} is not a valid value ({str(err).splitlines()[0]})") from None
         *parents, leaf = dotted.replace("-", "_").split(".")
         node = nested
         for part in parents:
@@ -114,6 +175,13 @@ def hash_dict(config: Any) -> Any:
     return config
 
 
+def _as_typed(value: Any) -> Any:
+    """A scalar as the text it was typed as, for string fields: a folder called 2024, a prompt `true`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return getattr(value, "source", value)
+
+
 def _default_of(item: dataclasses.Field) -> Any:
     return item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
 
@@ -171,19 +239,18 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise DDKitError(f"{where} must be true or false, got {value!r}")
         return value
     if hint is int:
+        if isinstance(value, float) and value.is_integer():  # 1e3 is an integer too
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise DDKitError(f"{where} must be an integer, got {value!r}")
-        return value
+        return int(value)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DDKitError(f"{where} must be a number, got {value!r}")
         return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise DDKitError(f"{where} must be a string, got {value!r}")
-        return value
-    if hint is Path:
-        if not isinstance(value, (str, Path)):
-            raise DDKitError(f"{where} must be a path, got {value!r}")
-        return Path(value)
+    if hint in (str, Path):
+        value = _as_typed(value)
+        if not isinstance(value, (str, Path)) or (hint is str and isinstance(value, Path)):
+            raise DDKitError(f"{where} must be a {'string' if hint is str else 'path'}, got {value!r}")
+        return hint(value)
     raise TypeError(f"config type {_type_name(hint)} at {where} is not supported")

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import yaml
 
-from ddkit.config import load_yaml
+from ddkit.config import load_yaml, parse_yaml
 from ddkit.errors import DDKitError
 from ddkit.presets import preset_names, preset_path
 from ddkit.prompts.wordnet import WordNet, disambiguate
@@ -143,7 +143,7 @@ def build_prompts(options: PromptOptions, class_names: Sequence[str], seed: int)
 
 def read_prompt_file(path: Path, class_names: Sequence[str]) -> PromptSet:
     try:
-        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+        data = parse_yaml(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise DDKitError(f"cannot read prompt file {path} ({str(err).splitlines()[0][:120]}); give YAML or JSON "
                          "mapping each class name to a list of prompts") from None
