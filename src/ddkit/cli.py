@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -163,14 +164,18 @@ def synthesize(
 ) -> None:
     """Make a distilled set with METHOD; extra --key=value set the method's config."""
     from ddkit.data import load_dataset
+    from ddkit.data.distilled import DISTILLED_SET
     from ddkit.devices import resolve_device
     from ddkit.pipeline import TeacherPool, make_set
+    from ddkit.runs import check_output
 
+    check_output(out, DISTILLED_SET)  # before anything is loaded: a wrong --out costs nothing
     dataset_overrides, options = _split_overrides(ctx.args)
     dataset_cfg = _dataset_config(dataset, data_root, dataset_overrides)
+    target = resolve_device(device)
     splits = load_dataset(dataset_cfg)
     with _progress() as progress:
-        distilled = make_set(method, options, ipc, seed, splits, dataset_cfg, TeacherPool(splits, cache, progress, resolve_device(device)), out, progress)
+        distilled = make_set(method, options, ipc, seed, splits, dataset_cfg, TeacherPool(splits, cache, progress, target), out, progress)
     console.print(f"{len(distilled)} images ({distilled.ipc} per class) in {out}")
 
 
@@ -195,8 +200,10 @@ def evaluate(
     from ddkit.evaluate.fidelity import measure_fidelity
     from ddkit.models import ModelSpec
     from ddkit.pipeline import TeacherPool
+    from ddkit.runs import check_writable
 
     distilled = DistilledSet.load(distilled_set)
+    check_writable(distilled_set)  # before any student trains
     dataset_overrides, rest = _split_overrides(ctx.args)
     if rest:
         raise DDKitError(f"unknown option(s) {', '.join(rest)}; presets are frozen: pick another preset instead")
@@ -232,8 +239,6 @@ def report(directory: Path = typer.Argument(..., help="a run directory or a dist
     """Write the leaderboard (Markdown + JSON), image grids and accuracy-vs-IPC plots."""
     from ddkit.report import collect_rows, write_report
 
-    if not directory.exists():
-        raise DDKitError(f"{directory} does not exist")
     out = write_report(directory)
     _print_leaderboard(collect_rows(directory))
     console.print(f"report written to {out}")
@@ -259,24 +264,36 @@ def list_entries(what: str = typer.Argument(..., help="methods, models, presets 
         raise DDKitError(f"cannot list {what!r}; choose one of: methods, models, presets, datasets")
 
 
-def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except DDKitError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("interrupted: finished work is kept; run the same command again to resume")
-        sys.exit(130)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except Exception as err:  # click's usage errors
-        import click
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
 
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
+
+def main() -> None:
+    """Run the app; every user error ends as one line on stderr and exit code 2, Ctrl-C as 130."""
+    try:
+        code = app(standalone_mode=False)
+    except DDKitError as err:
+        _fail(str(err))
+    except typer.TyperException as err:  # typer's (vendored click) usage errors: bad value, missing option, no such command
+        context = getattr(err, "ctx", None)
+        command = f"ddkit {context.info_name} --help" if context and context.parent else "ddkit --help"
+        _fail(f"{err.format_message().rstrip('.')}; see '{command}'")
+    except (KeyboardInterrupt, typer.Abort):
+        code = INTERRUPTED
+    except OSError as err:
+        if err.errno not in WRITE_ERRORS:
+            raise
+        _fail(f"cannot write {err.filename or 'an output'}: {err.strerror}; free space there or pass another path "
+              "(nothing half-written was kept)")
+    if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code without raising
+        console.print("interrupted: finished work is kept; run the same command again to resume")
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise DDKitError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:<index>") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise DDKitError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:<index>")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DDKitError(f"device {name!r} asked for, but torch sees no GPU; use --device cpu")
     return device

@@ -11,7 +11,6 @@ Each stage skips work whose output already exists, so an interrupted run resumes
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +20,7 @@ from rich.progress import Progress
 
 from ddkit.config import build, load_yaml, merge, to_dict
 from ddkit.data import DatasetConfig, DistilledSet, load_dataset
+from ddkit.data.distilled import DISTILLED_SET
 from ddkit.data.images import DataSplits
 from ddkit.errors import DDKitError
 from ddkit.evaluate import evaluate_set, load_eval_preset
@@ -37,7 +37,8 @@ from ddkit.models.teachers import (
 from ddkit.presets import preset_path
 from ddkit.relabel import EnsembleModel
 from ddkit.report import write_report
-from ddkit.runs import RunDir
+from ddkit.locks import exclusive
+from ddkit.runs import RunDir, check_output, open_workdir, remove_workdir
 
 
 @dataclass(frozen=True)
@@ -100,29 +101,49 @@ def make_set(
     method: str, options: dict[str, Any], ipc: int, seed: int, splits: DataSplits, dataset: DatasetConfig,
     teachers: TeacherPool, out: Path, progress: Optional[Progress] = None,
 ) -> DistilledSet:
-    """Synthesize into `out` unless the same set is already there; refuse to overwrite another one."""
+    """Synthesize into `out` unless the same set is already there; refuse anything else at `out`."""
     wanted = json.loads(json.dumps({"method": method, "config": to_dict(resolve_config(method, options)),
                                     "ipc": ipc, "seed": seed, "dataset": to_dict(dataset)}))
-    if (out / "manifest.json").exists():
-        existing = DistilledSet.load(out)
-        found = {key: existing.meta.get(key) for key in wanted}
-        if found != wanted:
-            key = next(k for k in wanted if found[k] != wanted[k])
-            raise DDKitError(f"{out} holds a set made with another {key} ({found[key]!r}); pass another --out or delete it")
+    check_output(out, DISTILLED_SET)
+    existing = _same_set(out, wanted)
+    if existing is not None:
         return existing
-    workdir = out.with_name(out.name + ".partial")
-    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir, teachers.cache_dir))
-    result.meta["dataset"] = to_dict(dataset)
-    result.save(out)
-    shutil.rmtree(workdir, ignore_errors=True)
+    with exclusive(out, f"the set {out}"):
+        existing = _same_set(out, wanted)  # another process may have made it meanwhile
+        if existing is not None:
+            return existing
+        workdir = open_workdir(out.with_name(out.name + ".partial"), f"distilled set {out.name}")
+        result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir, teachers.cache_dir))
+        result.meta["dataset"] = to_dict(dataset)
+        result.save(out)
+        remove_workdir(workdir)
     return result
+
+
+def _same_set(out: Path, wanted: dict[str, Any]) -> Optional[DistilledSet]:
+    """The set at `out` if it was made as `wanted`; None if there is none; an error if it was made otherwise."""
+    if not DISTILLED_SET.recognise(out):
+        return None
+    existing = DistilledSet.load(out)
+    found = {key: existing.meta.get(key) for key in wanted}
+    if found != wanted:
+        key = next(k for k in wanted if found[k] != wanted[k])
+        raise DDKitError(f"{out} holds a set made with another {key} ({found[key]!r}); pass another --out or delete it")
+    return existing
 
 
 def run_pipeline(
     config: RunConfig, out: Path, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None,
     device: torch.device = torch.device("cpu"),
 ) -> Path:
-    run = RunDir(out, "run", to_dict(config))
+    run = RunDir(out, to_dict(config))
+    with exclusive(run.path, f"the run {out}"):
+        return _run_pipeline(config, run, cache_dir, progress, device)
+
+
+def _run_pipeline(
+    config: RunConfig, run: RunDir, cache_dir: Optional[Path], progress: Optional[Progress], device: torch.device,
+) -> Path:
     splits = load_dataset(config.dataset)
     teachers = TeacherPool(splits, cache_dir, progress, device)
     students = [ModelSpec(name) for name in config.students] or None

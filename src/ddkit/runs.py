@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ddkit import __version__
 from ddkit.errors import DDKitError
@@ -68,20 +69,109 @@ def read_json(path: Path) -> Any:
         raise DDKitError(f"{path} is not valid JSON ({err.msg}); delete it and re-run") from None
 
 
+@dataclass(frozen=True)
+class OutputKind:
+    """A kind of folder ddkit writes, and how it recognises one of its own again.
+
+    ddkit replaces or removes a folder only when `recognise` says it wrote it (or it is empty):
+    an `--out` that names the user's own folder is refused, never emptied.
+    """
+
+    name: str
+    recognise: Callable[[Path], bool]
+
+
+def check_output(path: Path, kind: OutputKind) -> None:
+    """Refuse `path` as the place of a `kind` unless it is free, an empty folder or ddkit's own
+    `kind`, and unless it can be written; called before any work, so a wrong --out costs nothing."""
+    path = Path(path)
+    if path.is_symlink():
+        raise DDKitError(f"{path} is a symbolic link; pass the folder it points to, or another path")
+    if path.exists():
+        if not path.is_dir():
+            raise DDKitError(f"{path} is a file, not a folder for a {kind.name}; pass another path")
+        if not kind.recognise(path):
+            found = sorted(p.name for p in path.iterdir())
+            if found:
+                raise DDKitError(
+                    f"{path} already exists and is not a {kind.name} made by ddkit (it holds {found[0]!r}"
+                    f"{f' and {len(found) - 1} more' if len(found) > 1 else ''}); ddkit replaces only its own "
+                    "outputs: pass another path or move that folder away"
+                )
+    check_writable(path)
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, with the reason, if nothing can be written at `path` (read-only, full, a file on the way)."""
+    folder = Path(path)
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DDKitError(f"cannot write {path}: {folder} is a file, not a folder; pass another path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".ddkit-probe.")
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise DDKitError(f"cannot write in {folder} ({err.strerror}); free space there or pass another path") from None
+
+
+def manifest_field(folder: Path, key: str) -> Any:
+    """`key` of the JSON object in `folder`/manifest.json; None when there is no such readable object."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return manifest.get(key) if isinstance(manifest, dict) else None
+
+
 @contextmanager
-def atomic_directory(path: Path) -> Iterator[Path]:
-    """Yield a temp directory that replaces `path` only if the block finishes."""
+def atomic_directory(path: Path, kind: OutputKind) -> Iterator[Path]:
+    """Yield a temp directory that replaces `path` only if the block finishes.
+
+    An existing `path` is replaced only if it is ddkit's own `kind` (or empty); it is moved aside
+    before the new one moves in, so some complete version is at `path` at every moment but one rename.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if path.exists() or path.is_symlink():
+            check_output(path, kind)
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+WORK_MARKER = "ddkit-work.json"
+WORKDIR = OutputKind("work folder", lambda path: (path / WORK_MARKER).is_file())
+
+
+def open_workdir(path: Path, purpose: str) -> Path:
+    """The folder where finished work items of `purpose` are kept until the output is complete."""
+    path = Path(path)
+    check_output(path, WORKDIR)
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / WORK_MARKER).is_file():
+        atomic_write_json(path / WORK_MARKER, {"purpose": purpose, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return path
+
+
+def remove_workdir(path: Path) -> None:
+    """Remove a work folder once its output is complete; only one that ddkit marked as its own."""
+    path = Path(path)
+    if path.is_dir() and WORKDIR.recognise(path):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def sha256_file(path: Path) -> str:
@@ -90,6 +180,20 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def checksums(folder: Path, names: list[str]) -> dict[str, str]:
+    return {name: sha256_file(Path(folder) / name) for name in names}
+
+
+def verify_checksums(folder: Path, expected: dict[str, str]) -> None:
+    """Raise, naming the first file, unless every file of `expected` is in `folder` with its sha256."""
+    for name, digest in sorted(expected.items()):
+        path = Path(folder) / name
+        if not path.is_file():
+            raise DDKitError(f"{path} is missing")
+        if sha256_file(path) != digest:
+            raise DDKitError(f"{path} does not match its checksum")
 
 
 def config_hash(config: Any) -> str:
@@ -129,27 +233,30 @@ def environment() -> dict[str, Any]:
     }
 
 
-class RunDir:
-    """A directory owned by one resolved config; its manifest records how it was made."""
+RUN_DIR = OutputKind("run directory", lambda folder: manifest_field(folder, "kind") == "run")
 
-    def __init__(self, path: Path, kind: str, config: dict[str, Any]) -> None:
+
+class RunDir:
+    """A `ddkit run` directory owned by one resolved config; its manifest records how it was made."""
+
+    def __init__(self, path: Path, config: dict[str, Any]) -> None:
         self.path = Path(path)
-        self.kind = kind
         self.config = config
+        check_output(self.path, RUN_DIR)
         manifest = self.path / MANIFEST
         if manifest.exists():
             previous = read_json(manifest)
-            if previous.get("kind") != kind or previous.get("config_hash") != config_hash(config):
+            if previous.get("config_hash") != config_hash(config):
                 key = _first_difference(previous.get("config", {}), config)
                 raise DDKitError(
-                    f"{self.path} holds a {previous.get('kind', 'different')} run of a different config"
+                    f"{self.path} holds a run of a different config"
                     f"{f' (differs at {key!r})' if key else ''}; pass another --out or delete it"
                 )
         else:
             atomic_write_json(
                 manifest,
                 {
-                    "kind": kind,
+                    "kind": "run",
                     "config": config,
                     "config_hash": config_hash(config),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

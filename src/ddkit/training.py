@@ -9,6 +9,7 @@ an interrupted fit resumes from the last finished epoch.
 from __future__ import annotations
 
 import io
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,10 @@ from ddkit.config import ADDED_OPTION
 from ddkit.errors import DDKitError
 from ddkit.progress import steps
 from ddkit.runs import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+INFERENCE_BATCH = 1000  # images per forward pass when only predicting: memory, not results, depends on it
+
 
 class Batch(NamedTuple):
     x: torch.Tensor  # the augmented images the model saw
@@ -140,14 +145,14 @@ def fit(
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """Logits on the CPU, computed in chunks on the model's device."""
     model.eval()
     device = module_device(model)
     return torch.cat([model(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
 
 
-def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1000) -> float:
+def accuracy(model: nn.Module, data: ImageSet, batch_size: int = INFERENCE_BATCH) -> float:
     predictions = predict_logits(model, data.images, batch_size).argmax(1)
     return float((predictions == data.labels).float().mean()) * 100
 
@@ -161,15 +166,29 @@ def _save_state(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
-    if not Path(path).exists():
-        return 0
+def load_resume_point(path: Path, device: torch.device, keys: tuple[str, ...]) -> Optional[dict]:
+    """The state saved at `path`, or None when there is none. An unreadable one (truncated by a full
+    disk, written by another version) only costs the epochs it held: it is reported, removed, and
+    training starts afresh, so it can never fail every later run."""
+    if not Path(path).is_file():
+        return None
     try:
-        state = torch.load(path, map_location=module_device(model), weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"].cpu())
-    except Exception as err:  # e.g. written by another ddkit version: removing it lets a re-run start afresh
+        state = torch.load(path, map_location=device, weights_only=True)
+        missing = [key for key in keys if key not in state]
+        if missing:
+            raise KeyError(f"no {missing[0]!r}")
+    except Exception as err:  # torch.load raises many types for a damaged file; each means the same here
+        log.warning("resume point %s is unreadable (%s: %s); starting afresh", path, type(err).__name__, str(err)[:80])
         Path(path).unlink(missing_ok=True)
-        raise DDKitError(f"resume state {path} was unreadable ({type(err).__name__}) and was removed; re-run") from None
+        return None
+    return state
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+    state = load_resume_point(path, module_device(model), ("epoch", "model", "optimizer", "generator"))
+    if state is None:
+        return 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"].cpu())
     return int(state["epoch"])

@@ -8,11 +8,13 @@ from ddkit.methods import SynthesisContext, synthesize
 from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import Teacher, TeacherConfig
 from ddkit.report import collect_rows, write_report
+from ddkit.runs import RunDir
 
 
 def test_report_writes_leaderboard_grids_and_plot(tiny, tiny_teacher_loader, tmp_path):
     preset = load_eval_preset("hard-dsa-quick")
     preset = replace(preset, train=replace(preset.train, epochs=2), student=ModelSpec("convnet", {"width": 8}), seeds=[0, 1])
+    RunDir(tmp_path, {"test": "report"})
     for ipc in (1, 2):
         folder = tmp_path / "sets" / f"random-ipc{ipc}"
         synthesize("random", {}, SynthesisContext(tiny, ipc, 0, tiny_teacher_loader)).save(folder)
@@ -27,6 +29,7 @@ def test_report_writes_leaderboard_grids_and_plot(tiny, tiny_teacher_loader, tmp
 
 
 def test_report_lists_fidelity_records(tiny, tmp_path):
+    RunDir(tmp_path, {"test": "report"})
     folder = tmp_path / "sets" / "random-ipc2"
     synthesize("random", {}, SynthesisContext(tiny, 2, 0, None)).save(folder)
     spec = ModelSpec("convnet", {"width": 8})

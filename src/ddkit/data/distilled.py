@@ -25,10 +25,11 @@ from safetensors.torch import load_file, save_file
 
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.runs import atomic_directory, atomic_write_json, read_json, sha256_file
+from ddkit.runs import OutputKind, atomic_directory, atomic_write_json, manifest_field, read_json, sha256_file
 
 FORMAT = "ddkit-distilled/1"
 TENSORS = "tensors.safetensors"
+DISTILLED_SET = OutputKind("distilled set", lambda folder: manifest_field(folder, "format") == FORMAT)
 
 
 def class_folder_name(index: int, name: str) -> str:
@@ -56,7 +57,7 @@ class DistilledSet:
         return ImageSet(self.images, self.labels, self.class_names, self.mean, self.std)
 
     def save(self, path: Path) -> None:
-        with atomic_directory(Path(path)) as tmp:
+        with atomic_directory(Path(path), DISTILLED_SET) as tmp:
             tensors = {"images": self.images.contiguous().float(), "labels": self.labels.contiguous().long()}
             if self.soft_labels is not None:
                 tensors["soft_labels"] = self.soft_labels.contiguous().float()

@@ -24,9 +24,11 @@ from torch import nn
 
 from ddkit.diffusion.text import TextEncoder, load_text_encoder
 from ddkit.errors import DDKitError
+from ddkit.runs import read_json
 
 PRIOR_META = "ddkit_prior.json"
 DENOISER_KEYS = ("unet", "transformer")
+VAE_CHUNK = 64  # images per VAE call: bounds activation memory for 256-px latent priors
 
 
 @dataclass
@@ -176,7 +178,7 @@ class Prior:
         if self.vae is None:
             return x
         with torch.no_grad():
-            latents = torch.cat([self.vae.encode(chunk).latent_dist.mean for chunk in x.split(64)])
+            latents = torch.cat([self.vae.encode(chunk).latent_dist.mean for chunk in x.split(VAE_CHUNK)])
         return latents * self.vae.config.scaling_factor
 
     def decode(self, samples: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -188,7 +190,7 @@ class Prior:
         """`decode`, differentiable and on the prior's device (for guidance through a classifier)."""
         x = samples
         if self.vae is not None:
-            x = torch.cat([self.vae.decode(chunk / self.vae.config.scaling_factor).sample for chunk in x.split(64)])
+            x = torch.cat([self.vae.decode(chunk / self.vae.config.scaling_factor).sample for chunk in x.split(VAE_CHUNK)])
         x = ((x.float() + 1) / 2).clamp(0, 1)
         if x.shape[-1] != image_shape[-1]:
             x = F.interpolate(x, size=image_shape[1:], mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
@@ -229,7 +231,7 @@ def load_prior(source: str | Path, device: torch.device = torch.device("cpu")) -
     except (OSError, ValueError, KeyError, AttributeError) as err:
         raise DDKitError(f"cannot load a diffusion prior from {source} ({str(err).splitlines()[0][:160]}); "
                          "give a diffusers pipeline or model directory, or a hub id") from None
-    meta = json.loads((path / PRIOR_META).read_text()) if (path / PRIOR_META).is_file() else {}
+    meta = read_json(path / PRIOR_META) if (path / PRIOR_META).is_file() else {}
     if meta.get("text_encoder"):  # ddkit's text priors name their (separately shipped) encoder
         text_encoder = load_text_encoder(meta["text_encoder"], int(meta["text_length"]))
     prior = Prior(model, scheduler, vae, null_class=None, meta=meta | {"source": str(source)}, text_encoder=text_encoder)

@@ -27,6 +27,14 @@ class SamplerConfig:
     cfg_scale: float = 2.0  # 1: no classifier-free guidance
     eta: float = 0.0  # DDIM stochasticity (0: deterministic given the initial noise)
 
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be 0 or more (1: no guidance), got {self.cfg_scale}")
+        if not 0 <= self.eta <= 1:
+            raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
+
 
 @dataclass
 class StepState:

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +39,26 @@ from ddkit.models.teachers import Teacher, default_cache_dir
 from ddkit.presets import preset_names, preset_path
 from ddkit.progress import steps
 from ddkit.prompts.builder import class_prompts, glosses_for, load_vocabulary
-from ddkit.runs import atomic_directory, atomic_write_bytes, config_hash, environment
-from ddkit.training import predict_logits
+from ddkit.locks import exclusive
+from ddkit.runs import (
+    OutputKind,
+    atomic_directory,
+    atomic_write_bytes,
+    atomic_write_json,
+    checksums,
+    config_hash,
+    environment,
+    open_workdir,
+    read_json,
+    remove_workdir,
+    verify_checksums,
+)
+from ddkit.training import load_resume_point, predict_logits
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
 RESUME = "resume.pt"
+PRIOR_DIR = OutputKind("diffusion prior", lambda folder: (folder / PRIOR_META).is_file())
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,11 +151,53 @@ def resolve_prior(
     entry = entry_name(recipe, splits)
     cached = Path(cache_dir or default_cache_dir()) / "priors" / splits.name / entry
     shipped = SHIPPED / splits.name / entry
-    for folder in ([] if retrain else [cached, shipped]):
-        if (folder / PRIOR_META).is_file():
-            return load_prior(folder, device)
-    squeeze_prior(recipe, splits, cached, teacher, progress, device, cache_dir)
-    return load_prior(cached, device)
+    if not retrain:
+        prior = _load_cached(cached, device) or _load_shipped(shipped, device)
+        if prior is not None:
+            return prior
+    with exclusive(cached, f"prior {recipe.name} ({cached})"):
+        prior = None if retrain else _load_cached(cached, device)  # another process may have trained it meanwhile
+        if prior is None:
+            squeeze_prior(recipe, splits, cached, teacher, progress, device, cache_dir)
+            prior = load_prior(cached, device)
+    return prior
+
+
+def _load_cached(folder: Path, device: torch.device) -> Optional[Prior]:
+    """A finished cache entry, verified against its checksums; None if absent or damaged (then it is re-trained)."""
+    if not (folder / PRIOR_META).is_file():
+        return None
+    try:
+        return _load_verified(folder, device)
+    except DDKitError as err:
+        log.warning("cached prior %s is damaged (%s); training it again", folder, err)
+        return None
+
+
+def _load_shipped(folder: Path, device: torch.device) -> Optional[Prior]:
+    if not (folder / PRIOR_META).is_file():
+        return None
+    try:
+        return _load_verified(folder, device)
+    except DDKitError as err:
+        raise DDKitError(f"the prior shipped with ddkit is damaged ({err}); reinstall ddkit, "
+                         "or train it into the cache with 'ddkit squeeze-prior --retrain'") from None
+
+
+def _load_verified(folder: Path, device: torch.device) -> Prior:
+    meta = read_json(folder / PRIOR_META)
+    if "checksums" not in meta:  # written before checksums existed: trusted only because it loads
+        prior = load_prior(folder, device)
+        atomic_write_json(folder / PRIOR_META, meta | {"checksums": prior_checksums(folder)})
+        return prior
+    verify_checksums(folder, meta["checksums"])
+    return load_prior(folder, device)
+
+
+def prior_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a prior directory but its metadata, by relative path."""
+    names = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file() and p.name != PRIOR_META)
+    return checksums(folder, names)
 
 
 def squeeze_prior(
@@ -150,8 +206,7 @@ def squeeze_prior(
 ) -> dict[str, Any]:
     """Train, check and save a prior into `out` (atomically); resumes from `out`.partial."""
     train = splits.train
-    work = out.with_name(out.name + ".partial")
-    work.mkdir(parents=True, exist_ok=True)
+    work = open_workdir(out.with_name(out.name + ".partial"), f"prior {recipe.name}")
     torch.manual_seed(recipe.seed)
     text = TextConditioning.build(recipe, splits) if recipe.text_encoder else None
     dim = text.encoder.dim if text else 0
@@ -218,7 +273,7 @@ def squeeze_prior(
             "metrics": metrics, "environment": environment() | {"device": device_label(device)}}
     meta |= {"text_encoder": recipe.text_encoder, "text_length": recipe.text_length, "class_prompts": prompts} if text else {"null_class": null}
     save_prior_dir(prior, out, meta)
-    shutil.rmtree(work, ignore_errors=True)
+    remove_workdir(work)
     return metrics
 
 
@@ -280,13 +335,13 @@ def save_prior_dir(prior: Prior, out: Path, meta: dict[str, Any]) -> None:
     """A diffusers pipeline directory (DDPMPipeline layout) + ddkit_prior.json, written atomically."""
     import diffusers
 
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, PRIOR_DIR) as tmp:
         prior.model.save_pretrained(tmp / "unet")
         prior.scheduler.save_pretrained(tmp / "scheduler")
         index = {"_class_name": "DDPMPipeline", "_diffusers_version": diffusers.__version__,
                  "unet": ["diffusers", type(prior.model).__name__], "scheduler": ["diffusers", type(prior.scheduler).__name__]}
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-        (tmp / PRIOR_META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        atomic_write_json(tmp / PRIOR_META, meta | {"checksums": prior_checksums(tmp)})
 
 
 def _save_resume(path: Path, epoch: int, seconds: float, devices: list[str], model, ema, optimizer) -> None:
@@ -298,12 +353,8 @@ def _save_resume(path: Path, epoch: int, seconds: float, devices: list[str], mod
 
 def _resume(path: Path, model, ema, optimizer) -> tuple[int, float, list[str]]:
     """(epochs done, training seconds, devices that trained them) of an interrupted run."""
-    if not path.is_file():
-        return 0, 0.0, []
-    try:
-        state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
-    except (RuntimeError, EOFError, OSError):
-        os.remove(path)  # a corrupt resume point only costs the epochs it held
+    state = load_resume_point(path, next(model.parameters()).device, ("epoch", "seconds", "model", "ema", "optimizer"))
+    if state is None:
         return 0, 0.0, []
     model.load_state_dict(state["model"])
     ema.load_state_dict(state["ema"])

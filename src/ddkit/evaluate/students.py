@@ -23,7 +23,8 @@ from ddkit.devices import device_label
 from ddkit.evaluate.presets import EvalPreset
 from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import Teacher
-from ddkit.runs import atomic_write_json, read_json
+from ddkit.locks import exclusive
+from ddkit.runs import atomic_write_json, check_writable, read_json
 from ddkit.relabel import StoredLabels, record_soft_labels
 from ddkit.training import Batch, LossFn, accuracy, fit
 
@@ -130,7 +131,20 @@ def evaluate_set(
     students: Optional[list[ModelSpec]] = None, teacher_loader: Optional[TeacherLoader] = None,
     progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
 ) -> list[Summary]:
-    """Evaluate under `preset` for each student; finished seeds (same preset content) are reused."""
+    """Evaluate under `preset` for each student; finished seeds (same preset content) are reused.
+
+    Nothing is trained before the results folder has proven writable, and one process at a time
+    evaluates a set (another waits, then reuses the seeds it finished)."""
+    check_writable(results_dir)
+    with exclusive(results_dir, f"evaluations of {Path(results_dir).parent}"):
+        return _evaluate_set(distilled, preset, splits, results_dir, students, teacher_loader, progress, device)
+
+
+def _evaluate_set(
+    distilled: DistilledSet, preset: EvalPreset, splits: DataSplits, results_dir: Path,
+    students: Optional[list[ModelSpec]], teacher_loader: Optional[TeacherLoader], progress: Optional[Progress],
+    device: torch.device,
+) -> list[Summary]:
     teacher = teacher_loader(preset.teacher) if preset.labels != "hard" and teacher_loader else None
     if preset.labels != "hard" and teacher is None:
         raise ValueError("soft-label presets need a teacher loader")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
@@ -31,7 +32,7 @@ class SynthesisContext:
 
 
 class Method:
-    """Base class: subclasses set `config_class` and implement `select` or `synthesize`."""
+    """Base class: subclasses set `config_class` and implement `synthesize`."""
 
     config_class: ClassVar[type]
     smoke_options: ClassVar[dict[str, Any]] = {}  # the smallest config worth running in the registry-wide test
@@ -44,6 +45,7 @@ class Method:
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+log = logging.getLogger(__name__)
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
@@ -81,7 +83,11 @@ def load_item(workdir: Optional[Path], key: str, fingerprint: str) -> Optional[t
     path = Path(workdir) / f"{key}.safetensors" if workdir else None
     if path is None or not path.exists():
         return None
-    tensors, meta = read_tensors(path)
-    if meta.get("fingerprint") != fingerprint:
+    try:
+        tensors, meta = read_tensors(path)
+        if meta.get("fingerprint") != fingerprint:
+            return None
+        return tensors["images"], json.loads(meta.get("record", "{}"))
+    except Exception as err:  # truncated by a crash or a full disk, or not ours: not done, so made again
+        log.warning("work item %s is unreadable (%s); making it again", path, type(err).__name__)
         return None
-    return tensors["images"], json.loads(meta.get("record", "{}"))

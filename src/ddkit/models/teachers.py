@@ -7,6 +7,7 @@ recipe, so changing either trains a new teacher and a second run reuses the firs
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,11 +24,13 @@ from ddkit.errors import DDKitError
 from ddkit.models import Classifier, ModelSpec, build_model
 from ddkit.models.checkpoint import load_weights, save_weights
 from ddkit.presets import preset_names, preset_path
-from ddkit.runs import atomic_write_json, config_hash, environment, read_json
+from ddkit.locks import exclusive
+from ddkit.runs import atomic_write_json, checksums, config_hash, environment, read_json, verify_checksums
 from ddkit.training import TrainRecipe, accuracy, fit
 
 WEIGHTS, MANIFEST, RESUME = "model.safetensors", "manifest.json", "resume.pt"
 DEFAULT_PANEL = ("convnet-bn", "resnet", "mobilenet")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,22 +88,52 @@ def load_or_squeeze(
     config: TeacherConfig, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None,
     device: torch.device = torch.device("cpu"),
 ) -> Teacher:
-    """Return the cached teacher for (config, data) on `device`, training and caching it first if needed."""
+    """Return the cached teacher for (config, data) on `device`, training and caching it first if needed.
+
+    One process squeezes a given teacher at a time (the others wait, then load it); a cache entry
+    whose weights fail their checksum or do not load is reported and squeezed again.
+    """
     train = splits.train
     model = build_model(config.arch, train.num_classes, train.image_shape, train.mean, train.std, seed=config.seed)
     if config.weights:
         load_weights(model, Path(config.weights))
         return Teacher(config, model.to(device).eval(), {"source": config.weights})
     entry = cache_entry(config, splits, cache_dir or default_cache_dir())
-    if (entry / MANIFEST).exists() and (entry / WEIGHTS).exists():
-        load_weights(model, entry / WEIGHTS)
-        model.to(device).eval()
-        return Teacher(config, model, read_json(entry / MANIFEST)["metrics"] | {"key": entry.name, "path": str(entry)})
+    metrics = _load_cached(model, entry)
+    if metrics is None:
+        with exclusive(entry, f"teacher {config.name} ({entry})"):
+            metrics = _load_cached(model, entry) or _squeeze(model, config, splits, entry, progress, device)
+    return Teacher(config, model.to(device).eval(), metrics | {"key": entry.name, "path": str(entry)})
 
+
+def _load_cached(model: Classifier, entry: Path) -> Optional[dict[str, Any]]:
+    """Load a finished cache entry into `model` and return its metrics; None if there is none or it is damaged."""
+    if not (entry / MANIFEST).exists():
+        return None
+    try:
+        manifest = read_json(entry / MANIFEST)
+        if "checksums" in manifest:
+            verify_checksums(entry, manifest["checksums"])
+        load_weights(model, entry / WEIGHTS)
+    except DDKitError as err:
+        log.warning("cached teacher %s is damaged (%s); squeezing it again", entry, err)
+        # Only the entry's own two files go: a half-trusted teacher must never be loaded again.
+        (entry / MANIFEST).unlink(missing_ok=True)
+        (entry / WEIGHTS).unlink(missing_ok=True)
+        return None
+    if "checksums" not in manifest:  # written before checksums existed: it loaded, so record them now
+        atomic_write_json(entry / MANIFEST, manifest | {"checksums": checksums(entry, [WEIGHTS])})
+    return manifest["metrics"]
+
+
+def _squeeze(
+    model: Classifier, config: TeacherConfig, splits: DataSplits, entry: Path, progress: Optional[Progress],
+    device: torch.device,
+) -> dict[str, Any]:
     entry.mkdir(parents=True, exist_ok=True)
     model.to(device)
     started = time.perf_counter()
-    fit(model, train, config.train, seed=config.seed, progress=progress,
+    fit(model, splits.train, config.train, seed=config.seed, progress=progress,
         description=f"squeeze {config.name}", checkpoint=entry / RESUME)
     seconds = time.perf_counter() - started
     metrics = {
@@ -113,7 +146,7 @@ def load_or_squeeze(
     atomic_write_json(
         entry / MANIFEST,
         {"config": to_dict(config), "data": splits.fingerprint, "metrics": metrics,
-         "environment": environment() | {"device": device_label(device)}},
+         "checksums": checksums(entry, [WEIGHTS]), "environment": environment() | {"device": device_label(device)}},
     )
     (entry / RESUME).unlink(missing_ok=True)
-    return Teacher(config, model, metrics | {"key": entry.name, "path": str(entry)})
+    return metrics

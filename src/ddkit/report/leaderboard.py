@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ddkit import __version__
-from ddkit.data.distilled import DistilledSet
+from ddkit.data.distilled import DISTILLED_SET, DistilledSet
+from ddkit.errors import DDKitError
 from ddkit.evaluate import read_summaries
-from ddkit.runs import atomic_write_json, atomic_write_text, read_json
+from ddkit.evaluate.diversity import REAL_SAMPLE
+from ddkit.runs import RUN_DIR, OutputKind, atomic_write_json, atomic_write_text, check_output, read_json
+
+REPORT = OutputKind("report", lambda folder: (folder / "leaderboard.json").is_file())
 
 
 def set_dirs(root: Path) -> list[Path]:
@@ -58,7 +62,7 @@ def diversity_markdown(rows: list[dict]) -> str:
         "## Intra-class diversity",
         "",
         "Mean pairwise cosine similarity of extractor features within a class, averaged over classes "
-        "(lower = more diverse), next to the same number for 200 real training images per class.",
+        f"(lower = more diverse), next to the same number for {REAL_SAMPLE} real training images per class.",
         "",
         "| extractor | method | IPC | set | real |",
         "|---|---|---|---|---|",
@@ -131,7 +135,11 @@ def write_report(root: Path) -> Path:
     """Write RUN/report/{leaderboard.md, leaderboard.json, grid-<set>.png, accuracy-<preset>.png}."""
     from ddkit.report.figures import save_accuracy_plot, save_grid
 
+    if not (RUN_DIR.recognise(Path(root)) or DISTILLED_SET.recognise(Path(root))):
+        raise DDKitError(f"{root} is neither a ddkit run nor a distilled set; give a folder that 'ddkit run' or "
+                         "'ddkit synthesize' wrote")
     out = Path(root) / "report"
+    check_output(out, REPORT)
     rows, diversity, fidelity = collect_rows(root), collect_diversity(root), collect_fidelity(root)
     atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows, diversity, fidelity))
     atomic_write_json(out / "leaderboard.json",

@@ -1,0 +1,301 @@
+"""The fault suite: the real CLI under bad input, full or read-only disks, damaged caches and
+concurrent processes. Each case asserts the exit code, a one-line message naming the cause, and
+that nothing of the user's was touched and nothing half-written was left."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ddkit.cli import main
+
+TINY_DATA = "--dataset.train_per_class=20"
+QUICK_MLP = ["--train.epochs=1", TINY_DATA]
+
+
+def ddkit(monkeypatch, capsys, *args):
+    """Run the CLI in-process; (exit code, stderr+stdout)."""
+    monkeypatch.setattr(sys, "argv", ["ddkit", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def one_line_error(text: str) -> str:
+    """The error line; fails if the output holds a traceback or a second error line."""
+    assert "Traceback" not in text and "╭" not in text, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, text
+    return errors[0]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def user_folder(tmp_path):
+    folder = tmp_path / "my-folder"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "thesis.tex").write_text("years of work")
+    (folder / "notes" / "ideas.md").write_text("keep me")
+    return folder
+
+
+# -- 1. Data loss: ddkit replaces only what it recognises as its own --------------------------
+
+@pytest.mark.parametrize("command", [
+    ["synthesize", "random", "--ipc", "1", "--out", "{user}"],
+    ["run", "demo", "--out", "{user}"],
+    ["evaluate", "{user}"],
+    ["report", "{user}"],
+])
+def test_a_users_folder_is_never_emptied(monkeypatch, capsys, user_folder, command):
+    before = snapshot(user_folder)
+    code, text = ddkit(monkeypatch, capsys, *[c.format(user=user_folder) for c in command])
+    assert code == 2 and str(user_folder) in one_line_error(text)
+    assert snapshot(user_folder) == before and sorted(p.name for p in user_folder.parent.iterdir()) == ["my-folder"]
+
+
+def test_a_users_folder_where_the_work_folder_goes_is_refused(monkeypatch, capsys, user_folder):
+    partial = user_folder.rename(user_folder.with_name("set.partial"))
+    before = snapshot(partial)
+    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", partial.with_name("set"))
+    assert code == 2 and "set.partial already exists and is not a work folder made by ddkit" in one_line_error(text)
+    assert snapshot(partial) == before
+
+
+@pytest.mark.parametrize("command", [["squeeze", "mlp", *QUICK_MLP], ["squeeze-prior", "test-unet", "--check_teacher=mlp", TINY_DATA]])
+def test_a_cache_inside_a_users_folder_adds_its_entries_and_touches_nothing_else(monkeypatch, capsys, user_folder, command):
+    before = snapshot(user_folder)
+    code, text = ddkit(monkeypatch, capsys, *command, "--cache", user_folder)
+    assert code == 0, text
+    after = snapshot(user_folder)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert all(k.startswith(("teachers/", "priors/")) for k in set(after) - set(before))
+
+
+def test_a_ddkit_set_of_the_same_config_is_reused_and_another_config_is_refused(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "set"
+    assert ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", out)[0] == 0
+    made = snapshot(out)
+    assert ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", out)[0] == 0
+    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--seed", "1", "--out", out)
+    assert code == 2 and "holds a set made with another seed" in one_line_error(text)
+    assert snapshot(out) == made
+
+
+# -- 2. Errors a user should never see as tracebacks ------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["synthesize", "random", "--ipc", "1.5", "--out", "x"], "Invalid value for '--ipc'"),
+    (["synthesize", "random", "--out", "x"], "Missing option '--ipc'; see 'ddkit synthesize --help'"),
+    (["distil", "random"], "No such command 'distil'"),
+    (["synthesize", "random", "--ipc", "1", "--out", "x", "--device", "meta"], "unknown device 'meta'"),
+    (["synthesize", "random", "--ipc", "1", "--out", "x", "--device", "mps"], "unknown device 'mps'"),
+    (["synthesize", "dap", "--ipc", "1", "--out", "x", "--sampler.steps=0"], "sampler: steps must be at least 1"),
+    (["synthesize", "random", "--ipc", "1", "--out", "x", "--dataset.val_size=1e9"], "val_size"),
+])
+def test_usage_errors_are_one_line_with_exit_2(monkeypatch, capsys, tmp_path, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, text = ddkit(monkeypatch, capsys, *args)
+    assert code == 2 and message in one_line_error(text)
+    assert not any(tmp_path.iterdir())
+
+
+def test_out_naming_a_file_is_refused(monkeypatch, capsys, tmp_path):
+    target = tmp_path / "report.pdf"
+    target.write_bytes(b"%PDF")
+    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", target)
+    assert code == 2 and "report.pdf is a file, not a folder" in one_line_error(text)
+    assert target.read_bytes() == b"%PDF"
+
+
+def _cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "ddkit", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_ctrl_c_exits_130_keeps_finished_work_and_the_rerun_resumes(tmp_path):
+    out, cache = tmp_path / "set", tmp_path / "cache"
+    process = _cli("synthesize", "sre2l", "--ipc", "2", "--iterations=400", "--out", out, "--cache", cache, TINY_DATA)
+    partial = out.with_name("set.partial")
+    deadline = time.time() + 300
+    while not list(partial.glob("*.safetensors")):  # interrupt once some work items are finished
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted: finished work is kept; run the same command again to resume" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".set.*"))
+    kept = {p.name for p in partial.glob("*.safetensors")}
+    process = _cli("synthesize", "sre2l", "--ipc", "2", "--iterations=400", "--out", out, "--cache", cache, TINY_DATA)
+    assert process.wait(timeout=600) == 0
+    assert kept and (out / "manifest.json").exists() and not partial.exists()
+
+
+@pytest.fixture()
+def mount_tmpfs(tmp_path):
+    """mount_tmpfs(name, kib, read_only=False) -> a fresh tmpfs of that size (needs root, as in CI)."""
+    mounted = []
+
+    def mount(name: str, kib: int, read_only: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        options = f"size={kib}k" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()}); this case needs root")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def test_a_full_disk_while_writing_a_set_is_one_line_and_leaves_no_half_written_set(monkeypatch, capsys, mount_tmpfs):
+    disk = mount_tmpfs("small", 128)
+    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "20", "--out", disk / "set")
+    assert code == 2 and "No space left on device" in one_line_error(text)
+    assert not (disk / "set").exists() and not list(disk.glob(".set.*"))  # no set, no temp folders
+
+
+def test_read_only_outputs_fail_before_any_work(monkeypatch, capsys, mount_tmpfs, tmp_path):
+    disk = mount_tmpfs("ro", 1024, read_only=True)
+    for args in (["synthesize", "random", "--ipc", "1", "--out", disk / "set"],
+                 ["run", "demo", "--out", disk / "run"],
+                 ["squeeze", "mlp", *QUICK_MLP, "--cache", disk / "cache"]):
+        code, text = ddkit(monkeypatch, capsys, *args)
+        assert code == 2 and "Read-only file system" in one_line_error(text), args
+
+
+def test_evaluate_finds_a_full_or_read_only_set_folder_before_training(monkeypatch, capsys, mount_tmpfs):
+    disk = mount_tmpfs("set-disk", 512)
+    assert ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", disk / "set")[0] == 0
+    filler = disk / "filler"
+    with open(filler, "wb") as handle:  # fill the disk to the last byte
+        while True:
+            try:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+            except OSError:
+                break
+    started = time.perf_counter()
+    code, text = ddkit(monkeypatch, capsys, "evaluate", disk / "set", "--preset", "hard-dsa-quick")
+    assert code == 2 and "No space left on device" in one_line_error(text)
+    assert time.perf_counter() - started < 30 and not (disk / "set" / "eval").exists()
+    filler.unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    code, text = ddkit(monkeypatch, capsys, "evaluate", disk / "set")
+    assert code == 2 and "Read-only file system" in one_line_error(text)
+
+
+def test_unreadable_work_items_are_made_again(monkeypatch, capsys, tmp_path, caplog):
+    from ddkit.data import DistilledSet
+
+    args = ["synthesize", "sre2l", "--ipc", "2", "--iterations=3", "--cache", tmp_path / "cache", TINY_DATA]
+    assert ddkit(monkeypatch, capsys, *args, "--out", tmp_path / "clean")[0] == 0
+    # An interrupted run whose work folder a crash (a truncated item) and a stray file (a foreign one) damaged:
+    def interrupted(self, path):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(DistilledSet, "save", interrupted)
+        assert ddkit(monkeypatch, capsys, *args, "--out", tmp_path / "resumed")[0] == 130
+    items = sorted((tmp_path / "resumed.partial").glob("*.safetensors"))
+    assert len(items) >= 2
+    items[0].write_bytes(items[0].read_bytes()[:100])
+    items[1].write_bytes(b"not a tensor file")
+    code, text = ddkit(monkeypatch, capsys, *args, "--out", tmp_path / "resumed")
+    assert code == 0, text
+    assert caplog.text.count("is unreadable") == 2 and items[0].name in caplog.text
+    assert (DistilledSet.load(tmp_path / "resumed").images == DistilledSet.load(tmp_path / "clean").images).all()
+
+
+# -- 3. Integrity of what is cached --------------------------------------------------------------
+
+def test_a_damaged_cached_teacher_is_reported_and_squeezed_again(monkeypatch, capsys, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    assert ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
+    weights = next(cache.glob("teachers/*/mlp-*/model.safetensors"))
+    good = weights.read_bytes()
+    damaged = bytearray(good)
+    damaged[-600:-200] = bytes(400)  # 400 overwritten bytes inside the tensors: the file still parses
+    weights.write_bytes(bytes(damaged))
+    code, text = ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)
+    assert code == 0, text
+    assert caplog.text.count("is damaged") == 1 and "does not match its checksum" in caplog.text
+    assert weights.read_bytes() == good  # squeezed again, bit-identical on the CPU
+    caplog.clear()
+    assert ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
+    assert "damaged" not in caplog.text
+    weights.write_bytes(good[:50])  # truncated: fails to load at all
+    assert ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
+    assert weights.read_bytes() == good
+
+
+def test_a_damaged_cached_prior_is_reported_and_trained_again(monkeypatch, capsys, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    args = ["squeeze-prior", "test-unet", "--check_teacher=mlp", TINY_DATA, "--cache", cache]
+    assert ddkit(monkeypatch, capsys, *args)[0] == 0
+    weights = next(cache.glob("priors/*/test-unet-*/unet/diffusion_pytorch_model.safetensors"))
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-400] + bytes(400))
+    assert ddkit(monkeypatch, capsys, *args)[0] == 0
+    assert caplog.text.count("cached prior") == 1 and "does not match its checksum" in caplog.text
+    assert weights.read_bytes() == good
+
+
+# -- two processes at once -------------------------------------------------------------------
+
+def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.05)
+
+
+def test_two_processes_squeezing_one_teacher_train_it_once(tmp_path):
+    cache = tmp_path / "cache"
+    args = ["squeeze", "mlp", "--train.epochs=30", TINY_DATA, "--cache", cache]
+    first = _cli(*args)
+    deadline = time.time() + 300
+    while not list(cache.glob("teachers/*/mlp-*.lock")):
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = _cli(*args)
+    out_first, err_first = first.communicate(timeout=600)
+    finished = time.time()
+    out_second, err_second = second.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, err_first + err_second
+    assert "waiting for it to finish" in err_second and "waiting" not in err_first
+    weights = next(cache.glob("teachers/*/mlp-*/model.safetensors"))
+    assert weights.stat().st_mtime <= finished  # the second process did not write it again
+    assert out_first.splitlines()[-2:] == out_second.splitlines()[-2:]  # the same teacher, the same numbers
+
+
+def test_two_processes_writing_one_set_make_it_once(tmp_path):
+    out = tmp_path / "set"
+    args = ["synthesize", "herding", "--ipc", "2", "--out", out, "--cache", tmp_path / "cache", TINY_DATA]
+    first = _cli(*args)
+    _wait_for(out.with_name("set.lock"), first)
+    second = _cli(*args)
+    assert first.wait(timeout=600) == 0
+    made = snapshot(out)
+    _, err = second.communicate(timeout=600)
+    assert second.returncode == 0 and "waiting for it to finish" in err
+    assert snapshot(out) == made
