@@ -234,6 +234,29 @@ def evaluate(
     _print_table(f"{distilled_set} — test top-1 (%)", ["preset", "student", "mean ± std", "per seed", "teacher"], rows)
 
 
+@app.command(name="import", context_settings=OVERRIDES)
+def import_set(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., help="an ImageFolder tree SRC/<class>/*.png|jpg, or an .npz/.pt of images, labels [, soft_labels]"),
+    out: Path = typer.Option(..., help="output directory of the ddkit set"),
+    dataset: str = typer.Option("fashion-mnist", help="the real dataset the set is evaluated against (ddkit list datasets)"),
+    data_root: Optional[str] = typer.Option(None, help="dataset directory or file"),
+    normalised: bool = typer.Option(False, help="float images are normalised with the dataset's mean/std: undo it"),
+    soft_logits: bool = typer.Option(False, help="soft labels are logits: softmax them"),
+    resize: bool = typer.Option(False, help="resize images to the dataset's image size"),
+) -> None:
+    """Turn a set made by another tool into a ddkit set, so 'ddkit evaluate' scores it under our presets."""
+    from ddkit.data.importer import ImportOptions, import_set as run_import
+
+    dataset_overrides, rest = _split_overrides(ctx.args)
+    if rest:
+        raise DDKitError(f"unknown option(s) {', '.join(rest)}; see 'ddkit import --help'")
+    distilled = run_import(source, out, _dataset_config(dataset, data_root, dataset_overrides),
+                           ImportOptions(normalised=normalised, soft_logits=soft_logits, resize=resize))
+    soft = ", with soft labels" if distilled.soft_labels is not None else ""
+    console.print(f"{len(distilled)} images ({distilled.ipc} per class{soft}) in {out}; score them with 'ddkit evaluate {out}'", soft_wrap=True)
+
+
 @app.command()
 def report(directory: Path = typer.Argument(..., help="a run directory or a distilled set")) -> None:
     """Write the leaderboard (Markdown + JSON), image grids and accuracy-vs-IPC plots."""

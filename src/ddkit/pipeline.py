@@ -20,7 +20,7 @@ from rich.progress import Progress
 
 from ddkit.config import build, load_yaml, merge, to_dict
 from ddkit.data import DatasetConfig, DistilledSet, load_dataset
-from ddkit.data.distilled import DISTILLED_SET
+from ddkit.data.distilled import matching_set
 from ddkit.data.images import DataSplits
 from ddkit.errors import DDKitError
 from ddkit.evaluate import evaluate_set, load_eval_preset
@@ -38,7 +38,7 @@ from ddkit.presets import preset_path
 from ddkit.relabel import EnsembleModel
 from ddkit.report import write_report
 from ddkit.locks import exclusive
-from ddkit.runs import RunDir, check_output, open_workdir, remove_workdir
+from ddkit.runs import RunDir, open_workdir, remove_workdir
 
 
 @dataclass(frozen=True)
@@ -104,12 +104,11 @@ def make_set(
     """Synthesize into `out` unless the same set is already there; refuse anything else at `out`."""
     wanted = json.loads(json.dumps({"method": method, "config": to_dict(resolve_config(method, options)),
                                     "ipc": ipc, "seed": seed, "dataset": to_dict(dataset)}))
-    check_output(out, DISTILLED_SET)
-    existing = _same_set(out, wanted)
+    existing = matching_set(out, wanted)
     if existing is not None:
         return existing
     with exclusive(out, f"the set {out}"):
-        existing = _same_set(out, wanted)  # another process may have made it meanwhile
+        existing = matching_set(out, wanted)  # another process may have made it meanwhile
         if existing is not None:
             return existing
         workdir = open_workdir(out.with_name(out.name + ".partial"), f"distilled set {out.name}")
@@ -118,18 +117,6 @@ def make_set(
         result.save(out)
         remove_workdir(workdir)
     return result
-
-
-def _same_set(out: Path, wanted: dict[str, Any]) -> Optional[DistilledSet]:
-    """The set at `out` if it was made as `wanted`; None if there is none; an error if it was made otherwise."""
-    if not DISTILLED_SET.recognise(out):
-        return None
-    existing = DistilledSet.load(out)
-    found = {key: existing.meta.get(key) for key in wanted}
-    if found != wanted:
-        key = next(k for k in wanted if found[k] != wanted[k])
-        raise DDKitError(f"{out} holds a set made with another {key} ({found[key]!r}); pass another --out or delete it")
-    return existing
 
 
 def run_pipeline(

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from ddkit.evaluate import load_eval_preset
@@ -25,3 +27,11 @@ def test_soft_kd_names_its_teacher():
     preset = load_eval_preset("soft-kd")
     assert preset.labels == "soft-online" and preset.teacher == "convnet-bn"
     assert preset.train.optimizer == "adamw" and preset.train.schedule == "cosine"
+
+
+def test_soft_set_mirrors_soft_kd_without_a_teacher():
+    soft_set, soft_kd = load_eval_preset("soft-set"), load_eval_preset("soft-kd")
+    assert soft_set.labels == "soft-set" and soft_set.teacher is None and not soft_set.uses_teacher
+    assert (soft_set.student, soft_set.train, soft_set.temperature) == (soft_kd.student, soft_kd.train, soft_kd.temperature)
+    with pytest.raises(ValueError, match="soft-set learns from the set's own soft labels; remove the teacher"):
+        replace(soft_set, teacher="convnet-bn")

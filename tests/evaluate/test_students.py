@@ -4,7 +4,7 @@ from dataclasses import replace
 import torch
 
 from ddkit.evaluate import evaluate_set, load_eval_preset, read_summaries
-from ddkit.evaluate.students import kd_loss, mse_ce_loss
+from ddkit.evaluate.students import kd_loss, mse_ce_loss, set_kd_loss
 from ddkit.methods import SynthesisContext, synthesize
 from ddkit.models import ModelSpec
 from ddkit.relabel import StoredLabels
@@ -54,6 +54,16 @@ def test_soft_label_loss_is_zero_for_a_perfect_student():
     batch = Batch(x, torch.arange(5), 0)
     assert loss(teacher(x), batch).abs() < 1e-6
     assert loss(torch.zeros(5, 3), batch) > 0
+
+
+def test_set_kd_loss_is_kd_from_the_stored_probabilities():
+    teacher_logits = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    loss = set_kd_loss(torch.softmax(teacher_logits, dim=1), 4.0)
+    batch = Batch(torch.zeros(2, 1), torch.tensor([3, 1]), 0)
+    assert loss(teacher_logits[[3, 1]] + 5.0, batch).abs() < 1e-5  # the teacher itself, shifted: nothing to learn
+    assert torch.isclose(loss(torch.zeros(2, 3), batch), kd_loss(lambda x: teacher_logits[[3, 1]], 4.0)(torch.zeros(2, 3), batch))
+    one_hot = set_kd_loss(torch.eye(3)[[0, 2]], 4.0)(torch.randn(2, 3), Batch(torch.zeros(2, 1), torch.arange(2), 0))
+    assert torch.isfinite(one_hot) and one_hot > 0
 
 
 def test_recipe_rejects_unknown_augmentation():

@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
 from PIL import Image
 from safetensors import SafetensorError
@@ -25,11 +24,24 @@ from safetensors.torch import load_file, save_file
 
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.runs import OutputKind, atomic_directory, atomic_write_json, manifest_field, read_json, sha256_file
+from ddkit.runs import OutputKind, atomic_directory, atomic_write_json, check_output, manifest_field, read_json, sha256_file
 
 FORMAT = "ddkit-distilled/1"
 TENSORS = "tensors.safetensors"
 DISTILLED_SET = OutputKind("distilled set", lambda folder: manifest_field(folder, "format") == FORMAT)
+
+
+def _is_list_of(kind: type | tuple[type, ...]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+
+
+MANIFEST_KEYS: dict[str, Callable[[Any], bool]] = {
+    "format": lambda value: isinstance(value, str),
+    "class_names": lambda value: _is_list_of(str)(value) and len(value) > 0,
+    "mean": _is_list_of((int, float)),
+    "std": _is_list_of((int, float)),
+    "checksums": lambda value: isinstance(value, dict) and isinstance(value.get(TENSORS), str),
+}
 
 
 def class_folder_name(index: int, name: str) -> str:
@@ -95,10 +107,8 @@ class DistilledSet:
         path = Path(path)
         manifest_path = path / "manifest.json"
         if not manifest_path.exists():
-            raise DDKitError(f"{path} is not a distilled set (no manifest.json); make one with 'ddkit synthesize'")
-        manifest = read_json(manifest_path)
-        if manifest.get("format") != FORMAT:
-            raise DDKitError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+            raise DDKitError(f"{path} is not a distilled set (no manifest.json); make one with 'ddkit synthesize' or 'ddkit import'")
+        manifest = check_manifest(read_json(manifest_path), manifest_path)
         tensor_path = path / TENSORS
         if not tensor_path.exists() or sha256_file(tensor_path) != manifest["checksums"][TENSORS]:
             raise DDKitError(f"{tensor_path} is missing or does not match its checksum; re-create the set")
@@ -106,7 +116,10 @@ class DistilledSet:
             tensors = load_file(str(tensor_path))
         except SafetensorError as err:
             raise DDKitError(f"{tensor_path} is corrupt ({err}); re-create the set") from None
-        return cls(
+        missing = [name for name in ("images", "labels") if name not in tensors]
+        if missing:
+            raise DDKitError(f"{tensor_path} lacks the tensor {missing[0]!r}; re-create the set")
+        loaded = cls(
             images=tensors["images"],
             labels=tensors["labels"],
             class_names=tuple(manifest["class_names"]),
@@ -115,9 +128,76 @@ class DistilledSet:
             soft_labels=tensors.get("soft_labels"),
             meta=manifest.get("meta", {}),
         )
+        check_contents(loaded, f"{tensor_path}: ", "re-create the set")
+        # A tool may store other widths; everything downstream expects float32 pixels and int64 labels.
+        loaded.images, loaded.labels = loaded.images.float(), loaded.labels.long()
+        if loaded.soft_labels is not None:
+            loaded.soft_labels = loaded.soft_labels.float()
+        return loaded
 
 
-def pngs_as_array(path: Path) -> np.ndarray:
-    """Read a set's PNG view back in ImageFolder order (for checks and external tools)."""
-    files = sorted((Path(path) / "images").glob("*/*.png"))
-    return np.stack([np.asarray(Image.open(f)) for f in files])
+def check_manifest(manifest: Any, source: Path) -> dict[str, Any]:
+    """The manifest's keys and their types: a tool may have written it, so nothing is assumed."""
+    if not isinstance(manifest, dict):
+        raise DDKitError(f"{source} is not a set manifest (a JSON object), it holds a {type(manifest).__name__}; re-create the set")
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise DDKitError(f"{source} lacks the key(s) {', '.join(map(repr, missing))}; re-create the set")
+    if manifest["format"] != FORMAT:
+        raise DDKitError(f"{source} has format {manifest['format']!r}, expected {FORMAT!r}; re-create the set, "
+                         "or bring another tool's set in with 'ddkit import'")
+    wrong = [key for key, is_valid in MANIFEST_KEYS.items() if not is_valid(manifest[key])]
+    if not isinstance(manifest.get("meta", {}), dict):
+        wrong.append("meta")
+    if wrong:
+        raise DDKitError(f"{source} has a malformed {wrong[0]!r} ({manifest[wrong[0]]!r}); re-create the set")
+    return manifest
+
+
+def check_contents(distilled: DistilledSet, where: str, fix: str) -> None:
+    """Raise one line naming what is wrong (after `where`), then `fix`; whoever wrote the set."""
+    problem = content_problem(distilled)
+    if problem:
+        raise DDKitError(f"{where}{problem}; {fix}")
+
+
+def content_problem(distilled: DistilledSet) -> Optional[str]:
+    """The first disagreement between a set's images, labels, soft labels, classes and stats."""
+    images, labels, soft, classes = distilled.images, distilled.labels, distilled.soft_labels, len(distilled.class_names)
+    if images.ndim != 4 or not images.is_floating_point():
+        return f"images must be N×C×H×W floats, got {images.dtype} of shape {tuple(images.shape)}"
+    if labels.ndim != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
+        return f"labels must be N integers, got {labels.dtype} of shape {tuple(labels.shape)}"
+    if images.shape[0] != labels.shape[0]:
+        return f"{images.shape[0]} images but {labels.shape[0]} labels"
+    if labels.numel() == 0:
+        return "the set holds no images"
+    outside = labels[(labels < 0) | (labels >= classes)]
+    if outside.numel():
+        return f"label {int(outside[0])} is outside the set's {classes} classes (0 to {classes - 1})"
+    if len(distilled.mean) != images.shape[1] or len(distilled.std) != images.shape[1]:
+        return f"mean and std have {len(distilled.mean)} and {len(distilled.std)} values for {images.shape[1]} channels"
+    if soft is not None and tuple(soft.shape) != (labels.shape[0], classes):
+        return f"soft_labels have shape {tuple(soft.shape)}, expected ({labels.shape[0]}, {classes}): a row per image, a column per class"
+    if soft is not None and not torch.isfinite(soft).all():
+        return "soft_labels hold NaN or infinite values"
+    return None
+
+
+def matching_set(path: Path, wanted: dict[str, Any]) -> Optional[DistilledSet]:
+    """The set at `path` if its metadata holds `wanted`; None when `path` is free (absent or empty).
+
+    Anything else there is an error: another ddkit set (naming the key that differs), or a folder
+    ddkit did not write, which is never replaced.
+    """
+    path = Path(path)
+    check_output(path, DISTILLED_SET)
+    if not DISTILLED_SET.recognise(path):
+        return None
+    existing = DistilledSet.load(path)
+    found = {key: existing.meta.get(key) for key in wanted}
+    if found != wanted:
+        key = next(k for k in wanted if found[k] != wanted[k])
+        raise DDKitError(f"{path} holds a set made with another {key} ({str(found[key])[:80]!r}); "
+                         "pass another --out or delete it")
+    return existing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,11 @@ def _open(root: Path, stem: str) -> bytes:
     for name, opener in ((stem + ".gz", gzip.open), (stem, open)):
         path = root / name
         if path.exists():
+            # gzip reports a bad header or CRC as OSError, but corrupt deflate data as zlib.error.
             try:
                 with opener(path, "rb") as handle:
                     return handle.read()
-            except (OSError, EOFError) as err:
+            except (OSError, EOFError, zlib.error) as err:
                 raise DDKitError(f"Fashion-MNIST file {path} is corrupt ({err}); {HOW_TO_GET}") from None
     raise DDKitError(f"Fashion-MNIST file {stem}(.gz) is missing from {root}; {HOW_TO_GET}")
 

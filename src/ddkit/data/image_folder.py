@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from ddkit.data.images import ImageSet, channel_stats
 from ddkit.errors import DDKitError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+log = logging.getLogger(__name__)
 
 
 def class_folders(split_dir: Path) -> list[str]:
@@ -21,6 +23,21 @@ def class_folders(split_dir: Path) -> list[str]:
     if not names:
         raise DDKitError(f"image folder {split_dir} has no class sub-folders")
     return names
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+
+
+def check_same_classes(root: Path, train_split: str, test_split: str, class_names: list[str]) -> None:
+    """Labels are positions in the train class list, so the test split must hold exactly those classes."""
+    train_names, test_names = set(class_names), set(class_folders(Path(root) / test_split))
+    only_in = [(n, test_split) for n in sorted(test_names - train_names)] + [(n, train_split) for n in sorted(train_names - test_names)]
+    if only_in:
+        name, split = only_in[0]
+        raise DDKitError(
+            f"class folder {name!r} is only in {Path(root) / split}; {train_split} and {test_split} must hold the same class folders"
+        )
 
 
 def _load_image(path: Path, size: int, mode: str) -> np.ndarray:
@@ -42,7 +59,9 @@ def load_split(root: Path, split: str, class_names: list[str], size: int, mode: 
     images, labels = [], []
     for label, name in enumerate(class_names):
         folder = Path(root) / split / name
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS) if folder.is_dir() else []
+        files = image_files(folder)
+        if not files:
+            log.warning("%s holds no images: class %r has none in the %s split", folder, name, split)
         for path in files:
             images.append(_load_image(path, size, mode))
             labels.append(label)
@@ -57,6 +76,7 @@ def load_image_folder(
 ) -> tuple[ImageSet, ImageSet]:
     """Return (train, test); test is ImageNet's `val` folder by convention, with the train classes."""
     class_names = class_folders(Path(root) / train_split)
+    check_same_classes(root, train_split, test_split, class_names)
     mode = "L" if grayscale else "RGB"
     train = load_split(root, train_split, class_names, image_size, mode)
     test = load_split(root, test_split, class_names, image_size, mode)

@@ -46,10 +46,16 @@ class ImageSet:
         return ImageSet(self.images[indices], self.labels[indices], self.class_names, self.mean, self.std)
 
     def check_ipc(self, ipc: int) -> None:
-        smallest = int(self.class_counts().min())
+        counts = self.class_counts()
+        smallest = int(counts.min())
+        name = self.class_names[int(counts.argmin())]
+        if smallest == 0:
+            raise DDKitError(
+                f"IPC {ipc} is not possible: class {name!r} has no training images; add images of it or remove the class"
+            )
         if ipc < 1 or ipc > smallest:
             raise DDKitError(
-                f"IPC {ipc} is not possible: the smallest class has {smallest} training images; "
+                f"IPC {ipc} is not possible: the smallest class has {smallest} training images ({name!r}); "
                 f"choose an IPC from 1 to {smallest}"
             )
 

@@ -25,7 +25,8 @@ class EvalPreset:
     description: str
     student: ModelSpec
     train: TrainRecipe
-    labels: Literal["hard", "soft-online", "soft-stored"] = "hard"
+    # soft-set: the set's own per-image soft labels (e.g. imported from another tool's relabel), no teacher
+    labels: Literal["hard", "soft-online", "soft-stored", "soft-set"] = "hard"
     teacher: Optional[str] = None  # teacher recipe for soft labels, or an ensemble "a+b+c"; part of the preset
     temperature: float = 4.0
     loss: Literal["kl", "mse-ce"] = "kl"  # soft labels: KL at T, or MSE to the logits + ce_weight·CE (PRISM's recipe)
@@ -37,14 +38,20 @@ class EvalPreset:
     quick: bool = False
 
     def __post_init__(self) -> None:
-        if self.labels != "hard" and not self.teacher:
+        if self.uses_teacher and not self.teacher:
             raise ValueError(f"preset {self.name}: soft labels need a teacher")
-        if self.labels == "soft-stored" and self.loss != "kl":
-            raise ValueError(f"preset {self.name}: stored soft labels keep probabilities at T, so they need loss: kl")
+        if self.labels == "soft-set" and self.teacher:
+            raise ValueError(f"preset {self.name}: soft-set learns from the set's own soft labels; remove the teacher")
+        if self.labels in ("soft-stored", "soft-set") and self.loss != "kl":
+            raise ValueError(f"preset {self.name}: stored soft labels keep probabilities, so they need loss: kl")
         if self.stored_top_k < 1:
             raise ValueError(f"preset {self.name}: stored_top_k must be at least 1")
         if len(self.seeds) < 1:
             raise ValueError(f"preset {self.name}: needs at least one seed")
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.labels in ("soft-online", "soft-stored")
 
     @property
     def fingerprint(self) -> str:

@@ -20,6 +20,7 @@ from ddkit.data.images import DataSplits, ImageSet
 from ddkit.data.shifts import shifted_sets
 from ddkit.data.splits import carve_validation
 from ddkit.devices import device_label
+from ddkit.errors import DDKitError
 from ddkit.evaluate.presets import EvalPreset
 from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import Teacher
@@ -73,6 +74,15 @@ def stored_kd_loss(stored: StoredLabels) -> LossFn:
     return lambda logits, batch: _kl(logits, stored.target_log_probs(batch.epoch, batch.index), stored.temperature)
 
 
+def set_kd_loss(soft_labels: torch.Tensor, temperature: float) -> LossFn:
+    """KL to the set's own per-image soft labels at T: probabilities p become softmax(log p / T),
+    which is exactly the teacher's softmax at T when p was its softmax at 1."""
+    # One-hot rows hold exact zeros; log 0 would turn KL's 0 · log 0 into NaN.
+    log_probs = soft_labels.clamp_min(torch.finfo(soft_labels.dtype).tiny).log()
+    target = F.log_softmax(log_probs / temperature, dim=1)
+    return lambda logits, batch: _kl(logits, target[batch.index], temperature)
+
+
 def _kl(logits: torch.Tensor, target_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
     student = F.log_softmax(logits / temperature, dim=1)
     return F.kl_div(student, target_log_probs, log_target=True, reduction="batchmean") * temperature**2
@@ -87,19 +97,24 @@ def scoring_split(preset: EvalPreset, splits: DataSplits) -> ImageSet:
 def train_student(
     data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int,
     teacher: Optional[Teacher] = None, progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
-    stored: Optional[StoredLabels] = None,
+    stored: Optional[StoredLabels] = None, set_soft_labels: Optional[torch.Tensor] = None,
 ) -> nn.Module:
     model = build_model(student, data.num_classes, data.image_shape, data.mean, data.std, seed=seed).to(device)
-    return fit(model, data, preset.train, seed=seed, loss_fn=label_loss(preset, data, teacher, stored, device),
+    return fit(model, data, preset.train, seed=seed, loss_fn=label_loss(preset, data, teacher, stored, device, set_soft_labels),
                progress=progress, description=f"{preset.name} {student.label()} seed {seed}")
 
 
 def label_loss(
     preset: EvalPreset, data: ImageSet, teacher: Optional[Teacher], stored: Optional[StoredLabels], device: torch.device,
+    set_soft_labels: Optional[torch.Tensor] = None,
 ) -> Optional[LossFn]:
     """The preset's label mode as a loss; None means fit's hard-label default."""
     if preset.labels == "hard":
         return None
+    if preset.labels == "soft-set":
+        if set_soft_labels is None:
+            raise ValueError("soft-set presets need the set's soft labels")
+        return set_kd_loss(set_soft_labels.to(device), preset.temperature)
     if preset.labels == "soft-stored":
         if stored is None:
             raise ValueError("soft-stored presets need the recorded labels")
@@ -135,6 +150,9 @@ def evaluate_set(
 
     Nothing is trained before the results folder has proven writable, and one process at a time
     evaluates a set (another waits, then reuses the seeds it finished)."""
+    if preset.labels == "soft-set" and distilled.soft_labels is None:
+        raise DDKitError(f"preset {preset.name} learns from the set's own soft labels, but this set has none; "
+                         "import one with soft labels ('ddkit import') or choose another preset")
     check_writable(results_dir)
     with exclusive(results_dir, f"evaluations of {Path(results_dir).parent}"):
         return _evaluate_set(distilled, preset, splits, results_dir, students, teacher_loader, progress, device)
@@ -145,8 +163,8 @@ def _evaluate_set(
     students: Optional[list[ModelSpec]], teacher_loader: Optional[TeacherLoader], progress: Optional[Progress],
     device: torch.device,
 ) -> list[Summary]:
-    teacher = teacher_loader(preset.teacher) if preset.labels != "hard" and teacher_loader else None
-    if preset.labels != "hard" and teacher is None:
+    teacher = teacher_loader(preset.teacher) if preset.uses_teacher and teacher_loader else None
+    if preset.uses_teacher and teacher is None:
         raise ValueError("soft-label presets need a teacher loader")
     data = distilled.as_image_set()
     scored = scoring_split(preset, splits)
@@ -166,7 +184,7 @@ def _evaluate_set(
             if preset.labels == "soft-stored":  # relabel files belong to the set, shared by every student
                 record = Path(results_dir).parent / "relabel" / f"{preset.name}-{preset.fingerprint}" / f"seed-{seed}.safetensors"
                 stored = stored_labels(data, preset, seed, teacher, record, progress)
-            model = train_student(data, preset, student, seed, teacher, progress, device, stored)
+            model = train_student(data, preset, student, seed, teacher, progress, device, stored, distilled.soft_labels)
             result = {
                 "preset": preset.name, "preset_fingerprint": preset.fingerprint, "quick": preset.quick,
                 "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,
