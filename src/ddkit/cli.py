@@ -9,6 +9,7 @@ from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -263,7 +264,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except DDKitError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)  # "ddkit[text]" is not markup
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted: finished work is kept; run the same command again to resume")
