@@ -18,6 +18,7 @@ import torch
 
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.errors import DDKitError
+from ddkit.extras import require
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,7 @@ class GuidanceTerm:
 
 
 def make_scheduler(prior: Prior, config: SamplerConfig):
-    import diffusers
-
+    diffusers = require("diffusers", "diffusion sampling")
     if config.scheduler == "ddim":
         scheduler = diffusers.DDIMScheduler.from_config(prior.scheduler.config)
     else:  # the ε-only sampler: learned-variance models (DiT) get the fixed posterior variance

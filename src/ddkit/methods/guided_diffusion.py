@@ -111,6 +111,7 @@ def work_items(ipc: int, num_classes: int, batch: int) -> list[WorkItem]:
 
 class GuidedDiffusion(Method):
     config_class = GuidedDiffusionConfig
+    extras = ("diffusion",)
     smoke_options = {"prior": "test-unet", "sampler": {"steps": 2}, "real_per_class": 12, "kernel_real": 4,
                      "neighbours": 10, "neighbours_final": 4, "tangent_dims": 2}
 

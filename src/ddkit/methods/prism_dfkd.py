@@ -75,6 +75,7 @@ class PrismDFKDConfig:
 @register_method("prism-dfkd")
 class PrismDFKD(Method):
     config_class = PrismDFKDConfig
+    extras = ("diffusion", "text")
     smoke_options = {"prior": "test-text-unet", "sampler": {"steps": 2}, "prompts": {"per_class": 2}}
 
     def synthesize(self, ctx: SynthesisContext) -> DistilledSet:

@@ -25,6 +25,7 @@ import yaml
 
 from ddkit.config import load_yaml
 from ddkit.errors import DDKitError
+from ddkit.extras import require
 from ddkit.presets import preset_names, preset_path
 from ddkit.prompts.wordnet import WordNet, disambiguate
 from ddkit.seeds import item_seed
@@ -169,11 +170,11 @@ def read_prompt_file(path: Path, class_names: Sequence[str]) -> PromptSet:
 def generated_content(model_dir: str, name: str, count: int, seed: int) -> list[str]:
     """Content phrases from a local causal language model, the paper's LLM step ("{name}, <phrase>")."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    transformers = require("transformers", "language_model (generated prompt content)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+        model = transformers.AutoModelForCausalLM.from_pretrained(model_dir).eval()
     except (OSError, ValueError) as err:
         raise DDKitError(f"cannot load the language model {model_dir} ({str(err).splitlines()[0][:120]}); "
                          "give a transformers causal-LM directory or leave language_model empty") from None
