@@ -1,7 +1,10 @@
+import importlib.metadata
+
 import pytest
+import torch
 
 from ddkit.errors import DDKitError
-from ddkit.runs import RunDir, atomic_directory, atomic_write_text, read_json
+from ddkit.runs import RunDir, atomic_directory, atomic_write_text, environment, installed_version, read_json
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -27,3 +30,12 @@ def test_run_dir_records_environment_and_refuses_another_config(tmp_path):
     RunDir(tmp_path / "run", "run", {"a": 1, "b": {"c": 2}})  # same config: resumes
     with pytest.raises(DDKitError, match=r"different config \(differs at 'b.c'\); pass another --out"):
         RunDir(tmp_path / "run", "run", {"a": 1, "b": {"c": 3}})
+
+
+def test_environment_records_the_optional_stacks_cuda_cudnn_and_the_device():
+    recorded = environment()
+    for package in ("diffusers", "timm", "transformers"):
+        assert recorded[package] == importlib.metadata.version(package)
+    assert recorded["cuda"] == torch.version.cuda and recorded["cudnn"] == torch.backends.cudnn.version()
+    assert "device" not in recorded and environment(torch.device("cpu"))["device"] == "cpu"
+    assert installed_version("ddkit-no-such-package") is None  # a missing extra is recorded as None

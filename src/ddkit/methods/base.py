@@ -16,7 +16,7 @@ from ddkit.data.images import DataSplits, ImageSet
 from ddkit.extras import check_extras
 from ddkit.models.teachers import Teacher
 from ddkit.registry import Registry
-from ddkit.runs import atomic_write_tensors, read_tensors
+from ddkit.runs import atomic_write_tensors, environment, read_tensors
 
 
 @dataclass
@@ -67,7 +67,8 @@ def synthesize(method: str, options: dict[str, Any], ctx: SynthesisContext) -> D
     config = resolve_config(method, options)
     ctx.splits.train.check_ipc(ctx.ipc)
     result = METHODS.get(method)(config).synthesize(ctx)
-    result.meta.update({"method": method, "config": to_dict(config), "ipc": ctx.ipc, "seed": ctx.seed})
+    result.meta.update({"method": method, "config": to_dict(config), "ipc": ctx.ipc, "seed": ctx.seed,
+                        "environment": environment(ctx.device)})
     return result
 
 
