@@ -78,10 +78,10 @@ def _render(style: str, content: str, name: str, gloss: Optional[str]) -> str:
 
 @dataclass(frozen=True)
 class PromptOptions:
-    vocabulary: str = "generic"
-    disambiguate: bool = True
-    content: bool = True
-    style: bool = True
+    vocabulary: str = "generic"  # prompt vocabulary (ddkit list presets: prompts); "" in a method: the dataset's own, else generic
+    disambiguate: bool = True  # add the WordNet gloss of the class's sense in the vocabulary's domains
+    content: bool = True  # vary what is shown (attributes, viewpoint, scene) from the vocabulary's content list
+    style: bool = True  # vary the style (photo, sketch, close-up ...) from the vocabulary's styles
     per_class: int = 16  # distinct prompts per class; a class's images cycle through them
     file: str = ""  # YAML/JSON {class name: [prompts]}: used as given instead of the builder
     language_model: str = ""  # a local transformers causal-LM directory: adds generated content phrases
