@@ -45,15 +45,18 @@ def without(modules: list[str], *runs: list[str]) -> list[tuple[int, str]]:
 
 def test_without_diffusers_coresets_run_and_diffusion_methods_name_the_extra(tmp_path):
     data = ["--dataset.train_per_class=5"]
-    listed, random_set, dap, run = without(
+    listed, random_set, evaluated, dap, run = without(
         ["diffusers"],
         ["list", "methods"],
         ["synthesize", "random", "--ipc", "1", "--out", str(tmp_path / "random"), *data],
+        # Everything evaluate imports loads; the unknown preset stops it before any training.
+        ["evaluate", str(tmp_path / "random"), "--preset", "nope"],
         ["synthesize", "dap", "--ipc", "1", "--out", str(tmp_path / "dap"), *data],
         ["run", "demo", "--out", str(tmp_path / "run")],
     )
     assert listed[0] == 0 and "dap" in listed[1]
     assert random_set[0] == 0 and (tmp_path / "random" / "manifest.json").exists(), random_set
+    assert evaluated[0] == 2 and "unknown eval preset 'nope'" in evaluated[1], evaluated
     message = "error: method 'dap' needs the diffusion extra: pip install 'ddkit[diffusion]'"
     assert dap == (2, message) and not (tmp_path / "dap").exists()
     assert run == (2, message) and not (tmp_path / "run").exists()  # refused before its coreset methods ran
