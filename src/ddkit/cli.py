@@ -33,7 +33,7 @@ def _print_version(value: bool) -> None:
 def _global_options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
 ) -> None:
-    pass
+    """Options given before the command (the app's help text is set on the Typer above)."""
 
 
 @contextmanager
@@ -218,7 +218,7 @@ def evaluate(
         raise DDKitError(f"unknown option(s) {', '.join(rest)}; presets are frozen: pick another preset instead")
     if not preset:
         preset = [QUICK_PRESET]
-        console.print(_quick_notice(load_eval_preset(QUICK_PRESET)), highlight=False, soft_wrap=True)
+        console.print(_quick_notice(), highlight=False, soft_wrap=True)
     source = distilled.meta.get("dataset", {}) | dataset_overrides | ({"root": data_root} if data_root else {})
     splits = load_dataset(build(DatasetConfig, source, where="dataset"))
     specs = [ModelSpec(s.strip()) for s in students.split(",")] if students else None
@@ -246,7 +246,10 @@ def evaluate(
     _print_table(f"{distilled_set} — test top-1 (%)", ["preset", "student", "mean ± std", "per seed", "teacher"], rows)
 
 
-def _quick_notice(quick) -> str:
+def _quick_notice() -> str:
+    from ddkit.evaluate import load_eval_preset
+
+    quick = load_eval_preset(QUICK_PRESET)
     return (f"no --preset given: {quick.name} gives QUICK numbers ({quick.train.epochs} epochs, {quick.test_subset:,} test images), "
             f"for checking the pipeline, not for comparing methods; pass --preset {FULL_PRESET} for the full protocol")
 
@@ -267,13 +270,12 @@ def report(directory: Path = typer.Argument(..., help="a run directory or a dist
 def list_entries(what: str = typer.Argument(..., help="methods, models, presets or datasets")) -> None:
     """List what is registered."""
     from ddkit.data import DATASETS
-    from ddkit.methods import METHODS
     from ddkit.models import describe_models
     from ddkit.presets import KINDS, USED_AS, preset_names
 
     if what == "methods":
         _print_table("methods: set an option with --name=value (nested: --sampler.steps=20)",
-                     ["method", "option", "type", "default", "help"], _method_rows(METHODS))
+                     ["method", "option", "type", "default", "help"], _method_rows())
     elif what == "models":
         _print_table("models", ["model", "options"], [[n, d] for n, d in describe_models().items()])
     elif what == "presets":
@@ -284,17 +286,20 @@ def list_entries(what: str = typer.Argument(..., help="methods, models, presets 
         raise DDKitError(f"cannot list {what!r}; choose one of: methods, models, presets, datasets")
 
 
-def _method_rows(methods) -> list[list[str]]:
+def _method_rows() -> list[list[str]]:
     """One row per option; the method's name (and the extras it needs) on its first row."""
     from ddkit.config_help import describe_options
+    from ddkit.methods import METHODS
 
     rows = []
-    for name in methods.names():
-        method = methods.get(name)
+    for name in METHODS.names():
+        method = METHODS.get(name)
         label = name + (f"\nneeds: {', '.join(method.extras)}" if method.extras else "")
         options = describe_options(method.config_class)
+        if not options:
+            rows.append([label, "–", "", "", "no options"])
+        # Defaults such as [convnet-bn] would otherwise be read as rich markup.
         rows += [[label if i == 0 else "", *(escape(v) for v in (o.name, o.type, o.default, o.help))] for i, o in enumerate(options)]
-        rows += [] if options else [[label, "–", "", "", "no options"]]
     return rows
 
 
