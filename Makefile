@@ -10,10 +10,12 @@ DEMO_OUT ?= runs/demo
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# One venv serves both targets: the demo runs DAP (the diffusion extra), the tests need `test`;
+# constraints.txt pins the exact versions (pyproject.toml only gives ranges).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,test]'
 	touch $@
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist unless DATA_ROOT points at the four files;

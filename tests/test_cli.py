@@ -84,6 +84,34 @@ def test_user_errors_are_one_line(args, message, tmp_path, monkeypatch, capsys):
     assert "Traceback" not in text and text.strip().count("\n") == 0, text
 
 
+def test_version(monkeypatch, capsys):
+    from ddkit import __version__
+
+    assert run_ok(monkeypatch, capsys, "--version") == f"ddkit {__version__}\n"  # and main returns: exit 0
+
+
+def test_list_methods_shows_every_option_with_type_default_and_help(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "400")  # one line per table row, but for a method's "needs:" line
+    lines = run_ok(monkeypatch, capsys, "list", "methods").splitlines()
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.count("│") == 6]
+    options, method = {}, None
+    for row in cells:
+        if row[1]:  # a method's name is on its first row (its extras below, in the name column alone)
+            method = row[0] or method
+            options[method, row[1]] = row[2:]
+    assert options["dap", "sampler.steps"] == ["int", "50", "denoising steps"]
+    assert options["sre2l", "logit_teachers"][1] == "[convnet-bn]"  # a list default is not eaten as rich markup
+    assert options["text-diffusion", "prompts.style"][:2] == ["bool", "false"]
+    assert options["random", "–"] == ["", "", "no options"]
+    assert ["needs: diffusion", "", "", "", ""] in cells and ["needs: diffusion, text", "", "", "", ""] in cells
+
+
+def test_list_presets_includes_the_prompt_vocabularies(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "400")
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in run_ok(monkeypatch, capsys, "list", "presets").splitlines()]
+    assert ["prompts", "fashion-mnist, generic", "--prompts.vocabulary=NAME (prism-dfkd, text-diffusion)"] in rows
+
+
 def test_synthesize_refuses_an_output_of_another_config(tmp_path, monkeypatch, capsys):
     args = ["synthesize", "random", "--ipc", "1", "--out", str(tmp_path / "s"), "--dataset.train_per_class=5"]
     run_ok(monkeypatch, capsys, *args)
@@ -95,8 +123,10 @@ def test_synthesize_refuses_an_output_of_another_config(tmp_path, monkeypatch, c
 def test_synthesize_evaluate_cross_architecture_and_report(tmp_path, monkeypatch, capsys):
     out = tmp_path / "set"
     run_ok(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", str(out), "--dataset.train_per_class=5")
-    printed = run_ok(monkeypatch, capsys, "evaluate", str(out), "--preset", "hard-dsa-quick", "--students", "convnet,mlp")
+    printed = run_ok(monkeypatch, capsys, "evaluate", str(out), "--students", "convnet,mlp")  # no --preset: the quick one
     assert "convnet" in printed and "mlp" in printed and "QUICK" in printed
+    assert ("no --preset given: hard-dsa-quick gives QUICK numbers (20 epochs, 2,000 test images), for checking the "
+            "pipeline, not for comparing methods; pass --preset hard-dsa for the full protocol") in " ".join(printed.split())
     summaries = sorted(p.parent.name for p in (out / "eval" / "hard-dsa-quick").glob("*/summary.json"))
     assert summaries == ["convnet", "mlp"]
     run_ok(monkeypatch, capsys, "report", str(out))

@@ -5,8 +5,6 @@ that nothing of the user's was touched and nothing half-written was left."""
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -129,23 +127,19 @@ def _cli(*args, **kwargs):
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def test_ctrl_c_exits_130_keeps_finished_work_and_the_rerun_resumes(tmp_path):
-    out, cache = tmp_path / "set", tmp_path / "cache"
-    process = _cli("synthesize", "sre2l", "--ipc", "2", "--iterations=400", "--out", out, "--cache", cache, TINY_DATA)
+def test_ctrl_c_exits_130_and_keeps_finished_work(tmp_path):
+    out = tmp_path / "set"
+    process = _cli("synthesize", "sre2l", "--ipc", "2", "--iterations=3000", "--out", out, "--cache", tmp_path / "cache", TINY_DATA)
     partial = out.with_name("set.partial")
     deadline = time.time() + 300
-    while not list(partial.glob("*.safetensors")):  # interrupt once some work items are finished
+    while not list(partial.glob("*.safetensors")):  # interrupt once a work item is finished
         assert process.poll() is None and time.time() < deadline, process.communicate()
-        time.sleep(0.2)
+        time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "interrupted: finished work is kept; run the same command again to resume" in err and "Traceback" not in err
-    assert not out.exists() and not list(tmp_path.glob(".set.*"))
-    kept = {p.name for p in partial.glob("*.safetensors")}
-    process = _cli("synthesize", "sre2l", "--ipc", "2", "--iterations=400", "--out", out, "--cache", cache, TINY_DATA)
-    assert process.wait(timeout=600) == 0
-    assert kept and (out / "manifest.json").exists() and not partial.exists()
+    assert not out.exists() and not list(tmp_path.glob(".set.*")) and list(partial.glob("*.safetensors"))
 
 
 @pytest.fixture()

@@ -1,4 +1,7 @@
+import importlib.metadata
+
 import pytest
+import torch
 
 from ddkit.errors import DDKitError
 from ddkit.data.distilled import DISTILLED_SET
@@ -10,6 +13,8 @@ from ddkit.runs import (
     check_output,
     check_writable,
     checksums,
+    environment,
+    installed_version,
     open_workdir,
     read_json,
     remove_workdir,
@@ -97,3 +102,13 @@ def test_an_unwritable_place_is_found_before_any_work(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(DDKitError, match="is a file, not a folder"):
         check_writable(tmp_path / "file" / "out")
+
+
+
+def test_environment_records_the_optional_stacks_cuda_cudnn_and_the_device():
+    recorded = environment()
+    for package in ("diffusers", "timm", "transformers"):
+        assert recorded[package] == importlib.metadata.version(package)
+    assert recorded["cuda"] == torch.version.cuda and recorded["cudnn"] == torch.backends.cudnn.version()
+    assert "device" not in recorded and environment(torch.device("cpu"))["device"] == "cpu"
+    assert installed_version("ddkit-no-such-package") is None  # a missing extra is recorded as None

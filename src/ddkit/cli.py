@@ -10,15 +10,31 @@ from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from ddkit import __version__
 from ddkit.errors import DDKitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dataset distillation with honest evaluation.")
 console = Console(stderr=True)
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:<index>"
+QUICK_PRESET, FULL_PRESET = "hard-dsa-quick", "hard-dsa"  # `ddkit evaluate` without --preset, and what to pass instead
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ddkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    """Options given before the command (the app's help text is set on the Typer above)."""
 
 
 @contextmanager
@@ -183,7 +199,7 @@ def synthesize(
 def evaluate(
     ctx: typer.Context,
     distilled_set: Path = typer.Argument(..., help="a distilled set directory"),
-    preset: List[str] = typer.Option(["hard-dsa-quick"], help="evaluation preset(s) (ddkit list presets)"),
+    preset: Optional[List[str]] = typer.Option(None, help=f"evaluation preset(s) (ddkit list presets); default: {QUICK_PRESET}, a QUICK check"),
     students: Optional[str] = typer.Option(None, help="comma-separated student models for a cross-architecture table"),
     data_root: Optional[str] = typer.Option(None, help="dataset directory or file (default: the set's own)"),
     cache: Optional[Path] = typer.Option(None, help="teacher cache"),
@@ -207,6 +223,9 @@ def evaluate(
     dataset_overrides, rest = _split_overrides(ctx.args)
     if rest:
         raise DDKitError(f"unknown option(s) {', '.join(rest)}; presets are frozen: pick another preset instead")
+    if not preset:
+        preset = [QUICK_PRESET]
+        console.print(_quick_notice(), highlight=False, soft_wrap=True)
     source = distilled.meta.get("dataset", {}) | dataset_overrides | ({"root": data_root} if data_root else {})
     splits = load_dataset(build(DatasetConfig, source, where="dataset"))
     specs = [ModelSpec(s.strip()) for s in students.split(",")] if students else None
@@ -257,6 +276,14 @@ def import_set(
     console.print(f"{len(distilled)} images ({distilled.ipc} per class{soft}) in {out}; score them with 'ddkit evaluate {out}'", soft_wrap=True)
 
 
+def _quick_notice() -> str:
+    from ddkit.evaluate import load_eval_preset
+
+    quick = load_eval_preset(QUICK_PRESET)
+    return (f"no --preset given: {quick.name} gives QUICK numbers ({quick.train.epochs} epochs, {quick.test_subset:,} test images), "
+            f"for checking the pipeline, not for comparing methods; pass --preset {FULL_PRESET} for the full protocol")
+
+
 @app.command()
 def report(directory: Path = typer.Argument(..., help="a run directory or a distilled set")) -> None:
     """Write the leaderboard (Markdown + JSON), image grids and accuracy-vs-IPC plots."""
@@ -271,20 +298,37 @@ def report(directory: Path = typer.Argument(..., help="a run directory or a dist
 def list_entries(what: str = typer.Argument(..., help="methods, models, presets or datasets")) -> None:
     """List what is registered."""
     from ddkit.data import DATASETS
-    from ddkit.methods import METHODS
     from ddkit.models import describe_models
-    from ddkit.presets import KINDS, preset_names
+    from ddkit.presets import KINDS, USED_AS, preset_names
 
     if what == "methods":
-        _print_table("methods", ["method", "config"], [[n, ", ".join(METHODS.get(n).config_class.__dataclass_fields__)] for n in METHODS.names()])
+        _print_table("methods: set an option with --name=value (nested: --sampler.steps=20)",
+                     ["method", "option", "type", "default", "help"], _method_rows())
     elif what == "models":
         _print_table("models", ["model", "options"], [[n, d] for n, d in describe_models().items()])
     elif what == "presets":
-        _print_table("presets", ["kind", "names"], [[k, ", ".join(preset_names(k))] for k in KINDS])
+        _print_table("presets", ["kind", "names", "used as"], [[k, ", ".join(preset_names(k)), USED_AS[k]] for k in KINDS])
     elif what == "datasets":
         _print_table("datasets", ["dataset"], [[n] for n in DATASETS.names()])
     else:
         raise DDKitError(f"cannot list {what!r}; choose one of: methods, models, presets, datasets")
+
+
+def _method_rows() -> list[list[str]]:
+    """One row per option; the method's name (and the extras it needs) on its first row."""
+    from ddkit.config_help import describe_options
+    from ddkit.methods import METHODS
+
+    rows = []
+    for name in METHODS.names():
+        method = METHODS.get(name)
+        label = name + (f"\nneeds: {', '.join(method.extras)}" if method.extras else "")
+        options = describe_options(method.config_class)
+        if not options:
+            rows.append([label, "–", "", "", "no options"])
+        # Defaults such as [convnet-bn] would otherwise be read as rich markup.
+        rows += [[label if i == 0 else "", *(escape(v) for v in (o.name, o.type, o.default, o.help))] for i, o in enumerate(options)]
+    return rows
 
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
@@ -315,7 +359,7 @@ def main() -> None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)  # "ddkit[text]" is not markup
     sys.exit(2)
 
 

@@ -22,11 +22,11 @@ from ddkit.config import build, load_yaml, merge, to_dict
 from ddkit.data import DatasetConfig, DistilledSet, load_dataset
 from ddkit.data.distilled import matching_set
 from ddkit.data.images import DataSplits
-from ddkit.errors import DDKitError
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.evaluate.diversity import measure_diversity
 from ddkit.evaluate.fidelity import measure_fidelity
-from ddkit.methods import METHODS, SynthesisContext, resolve_config, synthesize
+from ddkit.methods import SynthesisContext, resolve_config, synthesize
+from ddkit.methods.base import check_method_extras
 from ddkit.models import ModelSpec
 from ddkit.models.teachers import (
     Teacher,
@@ -55,7 +55,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for method in self.methods:
-            METHODS.get(method)
+            check_method_extras(method)  # before any work: a run must not stop at its last method
         for name in self.method_options:
             if name not in self.methods:
                 raise ValueError(f"method_options names {name!r}, which is not in methods {self.methods}")

@@ -8,6 +8,7 @@ its output exists, so re-running skips finished work and resumes the rest.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -24,6 +25,8 @@ from ddkit import __version__
 from ddkit.errors import DDKitError
 
 MANIFEST = "manifest.json"
+# Recorded in every manifest beside torch: the packages whose version can change a result.
+OPTIONAL_PACKAGES = ("diffusers", "timm", "transformers")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -216,10 +219,13 @@ def git_revision() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def environment() -> dict[str, Any]:
+def environment(device: Any = None) -> dict[str, Any]:
+    """Versions and platform for a manifest; with the torch `device` a stage ran on, its name (the GPU's)."""
     import numpy
     import torch
     import torchvision
+
+    from ddkit.devices import device_label
 
     return {
         "ddkit": __version__,
@@ -228,9 +234,21 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
+        **{name: installed_version(name) for name in OPTIONAL_PACKAGES},
+        "cuda": torch.version.cuda,  # None on CPU-only builds of torch
+        "cudnn": torch.backends.cudnn.version(),  # None where torch has no cuDNN
         "platform": platform.platform(),
         "threads": torch.get_num_threads(),
+        **({"device": device_label(device)} if device is not None else {}),
     }
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a package, None when it is not installed (read without importing it)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 RUN_DIR = OutputKind("run directory", lambda folder: manifest_field(folder, "kind") == "run")

@@ -53,3 +53,12 @@ def test_herding_matches_mean_greedily():
 def test_kcenter_takes_the_farthest_point_each_time():
     features = torch.tensor([[0.0], [1.0], [10.0], [4.0]])
     assert kcenter_order(features, 3, first=0) == [0, 2, 3]
+
+
+def test_a_set_records_the_versions_and_device_it_was_made_with(tiny, tiny_teacher_loader):
+    from ddkit.runs import environment
+
+    made = synthesize("random", {}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))
+    recorded = made.meta["environment"]
+    assert recorded["device"] == "cpu" and recorded["timm"] and recorded["diffusers"]
+    assert {k: v for k, v in recorded.items() if k != "device"} == environment()

@@ -24,6 +24,7 @@ from torch import nn
 
 from ddkit.diffusion.text import TextEncoder, load_text_encoder
 from ddkit.errors import DDKitError
+from ddkit.extras import require
 from ddkit.runs import read_json
 
 PRIOR_META = "ddkit_prior.json"
@@ -209,8 +210,7 @@ def _fit_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 def load_prior(source: str | Path, device: torch.device = torch.device("cpu")) -> Prior:
     """A prior from a diffusers pipeline (directory or hub id) or a bare model directory."""
-    import diffusers
-
+    diffusers = require("diffusers", "a diffusion prior")
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
     path = Path(source)
@@ -248,8 +248,7 @@ def _pipeline_text_encoder(parts: dict[str, Any], source: str) -> Optional[TextE
 
 
 def _scheduler_beside(path: Path) -> Optional[Any]:
-    import diffusers
-
+    diffusers = require("diffusers", "a diffusion prior")
     folder = path.parent / "scheduler"
     if (folder / "scheduler_config.json").is_file():
         config = json.loads((folder / "scheduler_config.json").read_text())

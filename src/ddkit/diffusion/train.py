@@ -34,6 +34,7 @@ from ddkit.diffusion.prior import PRIOR_META, Condition, Prior, load_prior
 from ddkit.diffusion.sampler import SamplerConfig, sample
 from ddkit.diffusion.text import TextEncoder, load_text_encoder
 from ddkit.errors import DDKitError
+from ddkit.extras import require
 from ddkit.seeds import item_seed
 from ddkit.models.teachers import Teacher, default_cache_dir
 from ddkit.presets import preset_names, preset_path
@@ -106,21 +107,20 @@ def build_unet(recipe: PriorRecipe, image_shape: tuple[int, int, int], num_class
     UNet2DConditionModel whose middle block cross-attends to the prompt tokens and whose time
     embedding adds an attention-pooled prompt embedding (diffusers' `addition_embed_type="text"`),
     so it is driven by `encoder_hidden_states` exactly like a Stable-Diffusion UNet."""
-    from diffusers import UNet2DConditionModel, UNet2DModel
-
+    diffusers = require("diffusers", "training a diffusion prior")
     channels, size = image_shape[0], image_shape[1]
     if size % 2 ** (len(recipe.channels) - 1):
         raise DDKitError(f"{size}-px images cannot be halved {len(recipe.channels) - 1} times; use fewer channel levels")
     levels = len(recipe.channels)
     if recipe.text_encoder:
-        return UNet2DConditionModel(
+        return diffusers.UNet2DConditionModel(
             sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=tuple(recipe.channels),
             layers_per_block=recipe.layers_per_block, norm_num_groups=recipe.norm_groups,
             down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
             mid_block_type="UNetMidBlock2DCrossAttn", cross_attention_dim=text_dim, addition_embed_type="text",
             attention_head_dim=max(1, recipe.channels[-1] // 8),
         )
-    return UNet2DModel(
+    return diffusers.UNet2DModel(
         sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=tuple(recipe.channels),
         layers_per_block=recipe.layers_per_block, norm_num_groups=recipe.norm_groups,
         down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
@@ -129,9 +129,8 @@ def build_unet(recipe: PriorRecipe, image_shape: tuple[int, int, int], num_class
 
 
 def make_train_scheduler(recipe: PriorRecipe):
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(num_train_timesteps=recipe.train_timesteps, beta_schedule=recipe.beta_schedule,
+    diffusers = require("diffusers", "training a diffusion prior")
+    return diffusers.DDPMScheduler(num_train_timesteps=recipe.train_timesteps, beta_schedule=recipe.beta_schedule,
                          prediction_type="epsilon", clip_sample=False)
 
 
@@ -333,8 +332,7 @@ def warm_start(model: torch.nn.Module, source: torch.nn.Module) -> None:
 
 def save_prior_dir(prior: Prior, out: Path, meta: dict[str, Any]) -> None:
     """A diffusers pipeline directory (DDPMPipeline layout) + ddkit_prior.json, written atomically."""
-    import diffusers
-
+    diffusers = require("diffusers", "saving a diffusion prior")
     with atomic_directory(out, PRIOR_DIR) as tmp:
         prior.model.save_pretrained(tmp / "unet")
         prior.scheduler.save_pretrained(tmp / "scheduler")

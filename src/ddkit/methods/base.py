@@ -14,9 +14,10 @@ from rich.progress import Progress
 from ddkit.config import build, to_dict
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
+from ddkit.extras import check_extras
 from ddkit.models.teachers import Teacher
 from ddkit.registry import Registry
-from ddkit.runs import atomic_write_tensors, read_tensors
+from ddkit.runs import atomic_write_tensors, environment, read_tensors
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Method:
 
     config_class: ClassVar[type]
     smoke_options: ClassVar[dict[str, Any]] = {}  # the smallest config worth running in the registry-wide test
+    extras: ClassVar[tuple[str, ...]] = ()  # optional dependency groups the method needs (ddkit.extras)
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -52,16 +54,23 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     return METHODS.register(name)
 
 
+def check_method_extras(method: str) -> None:
+    """Fail before any work when `method` needs an extra that is not installed."""
+    check_extras(METHODS.get(method).extras, f"method {method!r}")
+
+
 def resolve_config(method: str, options: dict[str, Any]) -> Any:
     return build(METHODS.get(method).config_class, options, where=method)
 
 
 def synthesize(method: str, options: dict[str, Any], ctx: SynthesisContext) -> DistilledSet:
-    """Resolve `method` and its options, check the IPC, run it, and stamp the result's metadata."""
+    """Check its extras, resolve `method` and its options, check the IPC, run it, and stamp the result's metadata."""
+    check_method_extras(method)
     config = resolve_config(method, options)
     ctx.splits.train.check_ipc(ctx.ipc)
     result = METHODS.get(method)(config).synthesize(ctx)
-    result.meta.update({"method": method, "config": to_dict(config), "ipc": ctx.ipc, "seed": ctx.seed})
+    result.meta.update({"method": method, "config": to_dict(config), "ipc": ctx.ipc, "seed": ctx.seed,
+                        "environment": environment(ctx.device)})
     return result
 
 

@@ -56,22 +56,22 @@ class GuidedDiffusionConfig:
     real_per_class: int = 1000  # real training images per class used for modes and kernel references
     # mode guidance (MGD3, ManifoldGD)
     mode_scale: float = 0.0  # λ; 0 turns the term off
-    modes: Literal["kmeans", "bisecting"] = "kmeans"
-    mode_level: Literal["leaves", "tree"] = "leaves"
-    mode_window: list[float] = field(default_factory=lambda: [0.0, 0.5])
+    modes: Literal["kmeans", "bisecting"] = "kmeans"  # k-means modes (MGD3) or bisecting k-means (ManifoldGD)
+    mode_level: Literal["leaves", "tree"] = "leaves"  # bisecting: the IPC leaves, or the first IPC nodes of the tree, root first
+    mode_window: list[float] = field(default_factory=lambda: [0.0, 0.5])  # [start, end) fractions of the steps where mode guidance acts
     # kernel representativeness guidance (DAP)
     kernel_scale: float = 0.0  # γ; 0 turns the term off
-    kernel: Literal["linear", "rbf"] = "linear"
+    kernel: Literal["linear", "rbf"] = "linear"  # the Mercer kernel between feature maps
     feature_layer: str = ""  # empty: the denoiser's middle (UNet mid_block, DiT's middle block)
     kernel_real: int = 16  # real samples x_n drawn per guided step
-    kernel_window: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    kernel_normalise: Literal["rms", "none"] = "rms"
+    kernel_window: list[float] = field(default_factory=lambda: [0.0, 1.0])  # [start, end) fractions of the steps where kernel guidance acts
+    kernel_normalise: Literal["rms", "none"] = "rms"  # rms: scale the kernel gradient to the noise level σ_t; none: raw gradient
     # tangent-space projection (ManifoldGD); wraps every active term
-    project: bool = False
-    tangent_dims: int = 8
-    neighbours: int = 64
-    neighbours_final: int = 16
-    projection: Literal["paper", "released"] = "paper"
+    project: bool = False  # project every active term onto the local tangent space of the noisy data (ManifoldGD)
+    tangent_dims: int = 8  # d: principal directions spanning the tangent space
+    neighbours: int = 64  # K: noised real neighbours the tangent space is fitted to, at the window's start
+    neighbours_final: int = 16  # K at the window's end (annealed linearly)
+    projection: Literal["paper", "released"] = "paper"  # paper: the projection as published; released: as the authors' released code
 
     def __post_init__(self) -> None:
         for name in ("mode_window", "kernel_window"):
@@ -103,6 +103,7 @@ def work_items(ipc: int, num_classes: int, batch: int) -> list[WorkItem]:
 
 class GuidedDiffusion(Method):
     config_class = GuidedDiffusionConfig
+    extras = ("diffusion",)
     smoke_options = {"prior": "test-unet", "sampler": {"steps": 2}, "real_per_class": 12, "kernel_real": 4,
                      "neighbours": 10, "neighbours_final": 4, "tangent_dims": 2}
 

@@ -29,7 +29,7 @@ from ddkit.methods.features import class_features
 
 @dataclass(frozen=True)
 class HerdingConfig:
-    teacher: str = "convnet-bn"
+    teacher: str = "convnet-bn"  # teacher recipe whose penultimate features are herded
 
 
 def herding_order(features: torch.Tensor, count: int) -> list[int]:

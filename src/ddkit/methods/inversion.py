@@ -52,26 +52,26 @@ ADAM_BETAS = (0.5, 0.9)
 
 @dataclass(frozen=True)
 class InversionConfig:
-    logit_teachers: list[str] = field(default_factory=lambda: ["convnet-bn"])
+    logit_teachers: list[str] = field(default_factory=lambda: ["convnet-bn"])  # teachers whose (weighted) logits classify the images
     logit_weights: list[float] = field(default_factory=list)  # empty: equal weights
     bn_teachers: list[str] = field(default_factory=lambda: ["convnet-bn"])  # the panel
-    bn_sampler: Literal["fixed", "pre", "intra", "iteration"] = "fixed"
+    bn_sampler: Literal["fixed", "pre", "intra", "iteration"] = "fixed"  # panel draws: fixed (none), pre (once), intra (per IPC index), iteration
     bn_draw: int = 0  # panel members drawn each time; 0: all of them
     logit_teacher_in_panel: bool = True  # may a logit teacher also serve as a BN teacher?
     r_bn: float = 0.05  # SRe2L's 0.01 is for deep ImageNet teachers; 0.05 chosen on val for our shallow ones
-    first_bn_weight: float = 10.0
+    first_bn_weight: float = 10.0  # multiplier of the first BN layer's statistics loss
     normalise_bn_by_layers: bool = False  # divide each teacher's BN sum by its number of BN layers
-    init: Literal["noise", "real"] = "noise"
-    real_pick: Literal["per-index", "random"] = "per-index"
-    iterations: int = 1000
-    schedule: Literal["fixed", "staggered"] = "fixed"
+    init: Literal["noise", "real"] = "noise"  # start from noise or from real training images
+    real_pick: Literal["per-index", "random"] = "per-index"  # real init: IPC index k gets the k-th image of a seeded order, or a random one
+    iterations: int = 1000  # optimisation steps per work item
+    schedule: Literal["fixed", "staggered"] = "fixed"  # staggered: later IPC indices get linearly fewer iterations
     min_iteration_fraction: float = 0.5  # staggered: the last IPC index gets this share of `iterations`
-    batching: Literal["cross-class", "class-wise"] = "cross-class"
+    batching: Literal["cross-class", "class-wise"] = "cross-class"  # what one batch optimises: several classes at once, or one class
     classes_per_batch: int = 0  # cross-class: 0 puts every class in one batch
-    indices_per_batch: int = 1
+    indices_per_batch: int = 1  # IPC indices optimised together in one batch
     lr: float = 0.1  # Adam on pixels in [0, 1]; cosine decay to zero
-    crop: Literal["batch", "image", "none"] = "batch"
-    crop_min_area: float = 0.5
+    crop: Literal["batch", "image", "none"] = "batch"  # random-resized crop + flip per step: one per batch, one per image, or none
+    crop_min_area: float = 0.5  # smallest share of the image a crop keeps
 
     def __post_init__(self) -> None:
         if not self.logit_teachers:

@@ -24,8 +24,8 @@ from ddkit.seeds import item_seed
 
 @dataclass(frozen=True)
 class KCenterConfig:
-    teacher: str = "convnet-bn"
-    start: Literal["mean", "random"] = "mean"
+    teacher: str = "convnet-bn"  # teacher recipe whose penultimate features set the distances
+    start: Literal["mean", "random"] = "mean"  # first pick: the image nearest the class mean, or a seeded random one
 
 
 def kcenter_order(features: torch.Tensor, count: int, first: int) -> list[int]:

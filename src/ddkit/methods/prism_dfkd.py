@@ -49,17 +49,17 @@ from ddkit.training import predict_logits
 @dataclass(frozen=True)
 class PrismDFKDConfig:
     prior: str = "fashion-mnist-text-unet"  # a text prior recipe, or a text-to-image diffusers pipeline dir / hub id
-    resize: bool = False
-    teacher: str = "convnet-bn"
+    resize: bool = False  # allow a prior whose image size differs from the dataset's (samples are resized)
+    teacher: str = "convnet-bn"  # teacher recipe whose energy guides and filters the samples
     prompts: PromptOptions = field(default_factory=PromptOptions)  # vocabulary "": the dataset's own, else generic
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    batch: int = 10
+    batch: int = 10  # samples per work item (one class)
     # Chosen on the validation split (benchmarks/results/dfkd-tune.md): larger scales turn the
     # teacher's pixel gradient into adversarial stripes (precision 0.82 → 0.09 at 0.1, all steps).
     energy_scale: float = 0.03  # 0 turns EDA guidance off
-    energy_objective: Objective = "energy"
-    energy_temperature: float = 1.0
-    energy_window: list[float] = field(default_factory=lambda: [0.0, 0.5])
+    energy_objective: Objective = "energy"  # what EDA descends: free energy, −logit of the class, or energy + cross-entropy
+    energy_temperature: float = 1.0  # T of the free energy −T·logsumexp(f/T)
+    energy_window: list[float] = field(default_factory=lambda: [0.0, 0.5])  # [start, end) fractions of the steps where EDA guidance acts
     filter_fraction: float = 0.1  # share of each class's samples dropped as highest-energy; 0: no filter
     max_energy: Optional[float] = None  # also drop samples above this energy
 
@@ -75,6 +75,7 @@ class PrismDFKDConfig:
 @register_method("prism-dfkd")
 class PrismDFKD(Method):
     config_class = PrismDFKDConfig
+    extras = ("diffusion", "text")
     smoke_options = {"prior": "test-text-unet", "sampler": {"steps": 2}, "prompts": {"per_class": 2}}
 
     def synthesize(self, ctx: SynthesisContext) -> DistilledSet:

@@ -25,6 +25,7 @@ import yaml
 
 from ddkit.config import load_yaml, parse_yaml
 from ddkit.errors import DDKitError
+from ddkit.extras import require
 from ddkit.presets import preset_names, preset_path
 from ddkit.prompts.wordnet import WordNet, disambiguate
 from ddkit.seeds import item_seed
@@ -77,10 +78,10 @@ def _render(style: str, content: str, name: str, gloss: Optional[str]) -> str:
 
 @dataclass(frozen=True)
 class PromptOptions:
-    vocabulary: str = "generic"
-    disambiguate: bool = True
-    content: bool = True
-    style: bool = True
+    vocabulary: str = "generic"  # prompt vocabulary (ddkit list presets: prompts); "" in a method: the dataset's own, else generic
+    disambiguate: bool = True  # add the WordNet gloss of the class's sense in the vocabulary's domains
+    content: bool = True  # vary what is shown (attributes, viewpoint, scene) from the vocabulary's content list
+    style: bool = True  # vary the style (photo, sketch, close-up ...) from the vocabulary's styles
     per_class: int = 16  # distinct prompts per class; a class's images cycle through them
     file: str = ""  # YAML/JSON {class name: [prompts]}: used as given instead of the builder
     language_model: str = ""  # a local transformers causal-LM directory: adds generated content phrases
@@ -169,11 +170,11 @@ def read_prompt_file(path: Path, class_names: Sequence[str]) -> PromptSet:
 def generated_content(model_dir: str, name: str, count: int, seed: int) -> list[str]:
     """Content phrases from a local causal language model, the paper's LLM step ("{name}, <phrase>")."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    transformers = require("transformers", "language_model (generated prompt content)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+        model = transformers.AutoModelForCausalLM.from_pretrained(model_dir).eval()
     except (OSError, ValueError) as err:
         raise DDKitError(f"cannot load the language model {model_dir} ({str(err).splitlines()[0][:120]}); "
                          "give a transformers causal-LM directory or leave language_model empty") from None

@@ -2,7 +2,8 @@
 (/usr/share/wordnet/{index,data}.noun, format in wndb(5WN)), for sense disambiguation.
 
 Only what disambiguation needs: the senses of a lemma in frequency order, each sense's gloss and
-lemmas, and its hypernym closure. ImageNet class folders are WordNet noun offsets (n01440764),
+lemmas, and its hypernym closure. Inflected nouns ("dresses", "geese") find their lemma by
+WordNet's own morphology (morphy(7WN)): the exception list noun.exc, then the detachment rules. ImageNet class folders are WordNet noun offsets (n01440764),
 so their sense needs no guessing.
 """
 
@@ -19,6 +20,8 @@ from ddkit.errors import DDKitError
 
 DEFAULT_ROOT = Path("/usr/share/wordnet")
 HYPERNYM_POINTERS = ("@", "@i")
+# morphy(7WN)'s noun detachment rules, in its order: suffix → replacement.
+NOUN_SUFFIXES = (("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y"))
 
 
 @dataclass(frozen=True)
@@ -40,14 +43,20 @@ class WordNet:
             raise DDKitError(f"WordNet is missing from {self.root}: install it with 'apt-get install wordnet-base' "
                              "(or set DDKIT_WORDNET to a folder holding index.noun and data.noun), or turn disambiguation off")
         self._index = _read_index(self.root / "index.noun")
+        self._exceptions = _read_exceptions(self.root / "noun.exc")
 
     def senses(self, word: str) -> list[Synset]:
-        """The noun senses of `word`, most frequent first; a plural falls back to its singular."""
-        lemma = word.strip().lower().replace(" ", "_")
-        for candidate in (lemma, lemma[:-1] if lemma.endswith("s") else None):
-            if candidate and candidate in self._index:
-                return [self.synset(offset) for offset in self._index[candidate]]
-        return []
+        """The noun senses of `word`, most frequent first; an inflected form falls back to its lemma."""
+        lemma = self.lemma(word)
+        return [self.synset(offset) for offset in self._index[lemma]] if lemma else []
+
+    def lemma(self, word: str) -> Optional[str]:
+        """`word` itself if WordNet has it, else the first of its base forms that WordNet has: from
+        the exception list, then from the detachment rules ("dresses" → dress, not "dresse")."""
+        form = word.strip().lower().replace(" ", "_")
+        detached = [form[: -len(suffix)] + ending for suffix, ending in NOUN_SUFFIXES if form.endswith(suffix)]
+        candidates = [form, *self._exceptions.get(form, ()), *detached]
+        return next((c for c in candidates if c in self._index), None)
 
     @lru_cache(maxsize=None)
     def synset(self, offset: int) -> Synset:
@@ -79,6 +88,14 @@ def _read_index(path: Path) -> dict[str, list[int]]:
         synsets = int(fields[2])
         index[fields[0]] = [int(offset) for offset in fields[-synsets:]]
     return index
+
+
+def _read_exceptions(path: Path) -> dict[str, list[str]]:
+    """inflected form → its base forms, from a morphy exception list (noun.exc). A WordNet folder
+    without one (DDKIT_WORDNET pointing at index and data files alone) still has the rules."""
+    if not path.is_file():
+        return {}
+    return {form: bases for form, *bases in (line.split() for line in path.read_text(encoding="utf-8").splitlines()) if bases}
 
 
 def _parse_data_line(line: str) -> Synset:
