@@ -5,6 +5,8 @@ that nothing of the user's was touched and nothing half-written was left."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -122,14 +124,17 @@ def test_out_naming_a_file_is_refused(monkeypatch, capsys, tmp_path):
     assert target.read_bytes() == b"%PDF"
 
 
-def _cli(*args, **kwargs):
+def _cli(*args):
+    # A test run started in the background (`nohup make test &`) ignores SIGINT, and its children
+    # would inherit that: give the CLI the default disposition a terminal gives it.
     return subprocess.Popen([sys.executable, "-m", "ddkit", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_ctrl_c_exits_130_and_keeps_finished_work(tmp_path):
     out = tmp_path / "set"
-    process = _cli("synthesize", "sre2l", "--ipc", "2", "--iterations=3000", "--out", out, "--cache", tmp_path / "cache", TINY_DATA)
+    process = _cli("synthesize", "sre2l", "--ipc", "3", "--iterations=1500", "--out", out, "--cache", tmp_path / "cache", TINY_DATA)
     partial = out.with_name("set.partial")
     deadline = time.time() + 300
     while not list(partial.glob("*.safetensors")):  # interrupt once a work item is finished
@@ -182,13 +187,14 @@ def test_evaluate_finds_a_full_or_read_only_set_folder_before_training(monkeypat
     disk = mount_tmpfs("set-disk", 512)
     assert ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", disk / "set")[0] == 0
     filler = disk / "filler"
-    with open(filler, "wb") as handle:  # fill the disk to the last byte
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:  # fill the disk to the last page
         while True:
-            try:
-                handle.write(b"\0" * 4096)
-                handle.flush()
-            except OSError:
-                break
+            os.write(fd, bytes(4096))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     started = time.perf_counter()
     code, text = ddkit(monkeypatch, capsys, "evaluate", disk / "set", "--preset", "hard-dsa-quick")
     assert code == 2 and "No space left on device" in one_line_error(text)
@@ -250,7 +256,7 @@ def test_a_damaged_cached_prior_is_reported_and_trained_again(monkeypatch, capsy
     good = weights.read_bytes()
     weights.write_bytes(good[:-400] + bytes(400))
     assert ddkit(monkeypatch, capsys, *args)[0] == 0
-    assert caplog.text.count("cached prior") == 1 and "does not match its checksum" in caplog.text
+    assert caplog.text.count("training it again") == 1 and "does not match its checksum" in caplog.text
     assert weights.read_bytes() == good
 
 
@@ -293,3 +299,90 @@ def test_two_processes_writing_one_set_make_it_once(tmp_path):
     _, err = second.communicate(timeout=600)
     assert second.returncode == 0 and "waiting for it to finish" in err
     assert snapshot(out) == made
+
+
+# -- bad data and damaged sets, through the CLI ------------------------------------------------
+
+def _arrays(path: Path, **changes) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), "y_train": np.arange(60) % 3,
+              "x_test": rng.integers(0, 256, (30, 8, 8), dtype=np.uint8), "y_test": np.arange(30) % 3}
+    np.savez(path, **(arrays | changes))
+    return path
+
+
+def _arrays_cases():
+    import numpy as np
+
+    nan = np.full((60, 8, 8), np.nan, dtype=np.float32)
+    return [
+        ({"x_train": nan}, "NaN or infinite"),
+        ({"y_train": np.arange(59) % 3}, "y_train has 59 labels; they must pair up"),
+        ({"y_train": np.arange(60) % 3 - 1}, "negative"),
+        ({"y_train": (np.arange(60) % 3) + 0.5}, "non-integer labels"),
+        ({"x_test": np.zeros((30, 9, 9), dtype=np.uint8)}, "8×8"),
+        ({"class_names": np.array(["a", "b"])}, "class_names"),
+    ]
+
+
+@pytest.mark.parametrize("changes, cause", _arrays_cases())
+def test_bad_arrays_are_one_line_through_the_cli(monkeypatch, capsys, tmp_path, changes, cause):
+    source = _arrays(tmp_path / "data.npz", **changes)
+    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", tmp_path / "set",
+                       "--dataset", "arrays", "--data-root", source, "--dataset.val_size=3")
+    assert code == 2 and cause in one_line_error(text) and not (tmp_path / "set").exists()
+
+
+def test_an_empty_class_is_named_as_the_reason_no_ipc_fits(monkeypatch, capsys, tmp_path):
+    import numpy as np
+
+    labels = np.arange(60) % 2  # class 2 of ["a", "b", "c"] has no image
+    source = _arrays(tmp_path / "data.npz", y_train=labels, y_test=np.arange(30) % 3, class_names=np.array(["a", "b", "c"]))
+    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", tmp_path / "set",
+                       "--dataset", "arrays", "--data-root", source, "--dataset.val_size=3")
+    assert code == 2 and "'c'" in one_line_error(text) and "from 1 to 0" not in text
+
+
+def test_a_corrupt_fashion_mnist_gzip_is_one_line_through_the_cli(monkeypatch, capsys, tmp_path):
+    import shutil
+
+    from ddkit.data.fashion_mnist import DEFAULT_ROOT
+
+    root = tmp_path / "fmnist"
+    shutil.copytree(DEFAULT_ROOT, root)
+    damaged = bytearray((root / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    damaged[10] = 0xFF  # the first deflate block header: a reserved block type
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(damaged))
+    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", tmp_path / "set", "--data-root", root)
+    assert code == 2 and "t10k-labels-idx1-ubyte.gz is corrupt" in one_line_error(text)
+
+
+@pytest.mark.parametrize("damage, cause", [
+    ("manifest-list", "is not a set manifest (a JSON object)"),
+    ("labels-out-of-range", "is outside the set's 10 classes"),
+    ("tensors-changed", "does not match its checksum"),
+])
+def test_a_damaged_set_is_one_line_through_evaluate(monkeypatch, capsys, tmp_path, damage, cause):
+    from safetensors.torch import load_file, save_file
+
+    from ddkit.runs import sha256_file
+
+    out = tmp_path / "set"
+    assert ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", out)[0] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    tensors = out / "tensors.safetensors"
+    if damage == "manifest-list":
+        (out / "manifest.json").write_text(json.dumps([manifest]))
+    else:
+        content = load_file(str(tensors))
+        content["labels"] = content["labels"] + (10 if damage == "labels-out-of-range" else 0)
+        content["images"] = content["images"] * (1 if damage == "labels-out-of-range" else 0.5)
+        save_file(content, str(tensors))
+        if damage == "labels-out-of-range":  # a tool rewrote the tensors and their checksum
+            manifest["checksums"]["tensors.safetensors"] = sha256_file(tensors)
+            (out / "manifest.json").write_text(json.dumps(manifest))
+    before = snapshot(out)
+    code, text = ddkit(monkeypatch, capsys, "evaluate", out)
+    assert code == 2 and cause in one_line_error(text) and snapshot(out) == before

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import errno
+import os
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
 import typer
+from safetensors import SafetensorError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
@@ -347,15 +350,25 @@ def main() -> None:
         _fail(f"{err.format_message().rstrip('.')}; see '{command}'")
     except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED
-    except OSError as err:
-        if err.errno not in WRITE_ERRORS:
+    except (OSError, SafetensorError) as err:
+        number = _os_error_number(err)
+        if number not in WRITE_ERRORS:
             raise
-        _fail(f"cannot write {err.filename or 'an output'}: {err.strerror}; free space there or pass another path "
-              "(nothing half-written was kept)")
+        _fail(f"cannot write {getattr(err, 'filename', None) or 'an output'}: {os.strerror(number)}; free space there "
+              "or pass another path (nothing half-written was kept)")
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code without raising
         console.print("interrupted: finished work is kept; run the same command again to resume")
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _os_error_number(err: Exception) -> Optional[int]:
+    """errno of an OSError, or of the I/O error inside a safetensors error (its Rust writer reports
+    "... (os error 28)" as text: diffusers' save_pretrained writes through it)."""
+    if isinstance(err, OSError):
+        return err.errno
+    found = re.search(r"\(os error (\d+)\)", str(err))
+    return int(found.group(1)) if found else None
 
 
 def _fail(message: str) -> None:

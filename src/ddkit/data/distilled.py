@@ -20,11 +20,11 @@ from typing import Any, Callable, Optional
 import torch
 from PIL import Image
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.runs import OutputKind, atomic_directory, atomic_write_json, check_output, manifest_field, read_json, sha256_file
+from ddkit.runs import OutputKind, atomic_directory, atomic_write_json, atomic_write_tensors, check_output, manifest_field, read_json, sha256_file
 
 FORMAT = "ddkit-distilled/1"
 TENSORS = "tensors.safetensors"
@@ -70,10 +70,10 @@ class DistilledSet:
 
     def save(self, path: Path) -> None:
         with atomic_directory(Path(path), DISTILLED_SET) as tmp:
-            tensors = {"images": self.images.contiguous().float(), "labels": self.labels.contiguous().long()}
+            tensors = {"images": self.images.float(), "labels": self.labels.long()}
             if self.soft_labels is not None:
-                tensors["soft_labels"] = self.soft_labels.contiguous().float()
-            save_file(tensors, str(tmp / TENSORS))
+                tensors["soft_labels"] = self.soft_labels.float()
+            atomic_write_tensors(tmp / TENSORS, tensors)
             atomic_write_json(tmp / "class_index.json", {n: i for i, n in enumerate(self.class_names)})
             self._write_pngs(tmp / "images")
             atomic_write_json(

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,7 @@ def _load_cached(folder: Path, device: torch.device) -> Optional[Prior]:
         return _load_verified(folder, device)
     except DDKitError as err:
         log.warning("cached prior %s is damaged (%s); training it again", folder, err)
+        shutil.rmtree(folder)  # ddkit's own entry (it holds ddkit_prior.json): never loaded again
         return None
 
 
@@ -269,7 +271,7 @@ def squeeze_prior(
                                    recipe.check_sampler, recipe.seed, prompts)}
     meta = {"recipe": to_dict(recipe), "data": splits.fingerprint, "class_names": list(train.class_names),
             "image_shape": list(train.image_shape), "check_teacher": checker.label,
-            "metrics": metrics, "environment": environment() | {"device": device_label(device)}}
+            "metrics": metrics, "environment": environment(device)}
     meta |= {"text_encoder": recipe.text_encoder, "text_length": recipe.text_length, "class_prompts": prompts} if text else {"null_class": null}
     save_prior_dir(prior, out, meta)
     remove_workdir(work)

@@ -19,7 +19,6 @@ from rich.progress import Progress
 
 from ddkit.config import build, hash_dict, load_yaml, merge, to_dict
 from ddkit.data.images import DataSplits
-from ddkit.devices import device_label
 from ddkit.errors import DDKitError
 from ddkit.models import Classifier, ModelSpec, build_model
 from ddkit.models.checkpoint import load_weights, save_weights
@@ -146,7 +145,7 @@ def _squeeze(
     atomic_write_json(
         entry / MANIFEST,
         {"config": to_dict(config), "data": splits.fingerprint, "metrics": metrics,
-         "checksums": checksums(entry, [WEIGHTS]), "environment": environment() | {"device": device_label(device)}},
+         "checksums": checksums(entry, [WEIGHTS]), "environment": environment(device)},
     )
     (entry / RESUME).unlink(missing_ok=True)
     return metrics
