@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,13 +19,28 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dataset dist
 console = Console(stderr=True)
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:<index>"
+log = logging.getLogger(__name__)
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also show debug messages"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings and errors: no progress, no messages"),
+) -> None:
+    from ddkit.logs import configure_logging
+
+    if verbose and quiet:
+        raise DDKitError("--verbose and --quiet contradict each other; pass one of them")
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    ctx.call_on_close(configure_logging(level, console))
 
 
 @contextmanager
 def _progress() -> Iterator[Progress]:
     from ddkit.progress import make_progress
 
-    with make_progress(console) as progress:
+    with make_progress(console, quiet=not log.isEnabledFor(logging.INFO)) as progress:
         yield progress
 
 
@@ -76,7 +92,7 @@ def run(
     with _progress() as progress:
         run_pipeline(config, out, cache, progress, resolve_device(device))
     _print_leaderboard(collect_rows(out))
-    console.print(f"report: {out / 'report' / 'leaderboard.md'}")
+    log.info("report: %s", out / "report" / "leaderboard.md")
 
 
 def _print_leaderboard(rows: list[dict]) -> None:
@@ -171,7 +187,7 @@ def synthesize(
     splits = load_dataset(dataset_cfg)
     with _progress() as progress:
         distilled = make_set(method, options, ipc, seed, splits, dataset_cfg, TeacherPool(splits, cache, progress, resolve_device(device)), out, progress)
-    console.print(f"{len(distilled)} images ({distilled.ipc} per class) in {out}")
+    log.info("%d images (%d per class) in %s", len(distilled), distilled.ipc, out)
 
 
 @app.command(context_settings=OVERRIDES)
@@ -236,7 +252,7 @@ def report(directory: Path = typer.Argument(..., help="a run directory or a dist
         raise DDKitError(f"{directory} does not exist")
     out = write_report(directory)
     _print_leaderboard(collect_rows(directory))
-    console.print(f"report written to {out}")
+    log.info("report written to %s", out)
 
 
 @app.command(name="list")

@@ -2,6 +2,7 @@
 
     RUN/manifest.json                 resolved config, seed, versions, git revision
     RUN/sets/<method>-ipc<k>/         a distilled set (see ddkit.data.distilled)
+    RUN/sets/<method>-ipc<k>/curves/  synthesis curves of its work items (CSV; TensorBoard runs if installed)
     RUN/sets/<method>-ipc<k>/eval/    per-seed results and summaries, per preset and student
     RUN/report/                       leaderboard.md/.json, grids, accuracy-vs-IPC plots
 
@@ -11,6 +12,7 @@ Each stage skips work whose output already exists, so an interrupted run resumes
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 from rich.progress import Progress
 
 from ddkit.config import build, load_yaml, merge, to_dict
+from ddkit.curves import CurveLog
 from ddkit.data import DatasetConfig, DistilledSet, load_dataset
 from ddkit.data.images import DataSplits
 from ddkit.errors import DDKitError
@@ -38,6 +41,8 @@ from ddkit.presets import preset_path
 from ddkit.relabel import EnsembleModel
 from ddkit.report import write_report
 from ddkit.runs import RunDir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,11 +114,14 @@ def make_set(
         if found != wanted:
             key = next(k for k in wanted if found[k] != wanted[k])
             raise DDKitError(f"{out} holds a set made with another {key} ({found[key]!r}); pass another --out or delete it")
+        log.info("%s already holds this set; reusing it", out)
         return existing
     workdir = out.with_name(out.name + ".partial")
-    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir, teachers.cache_dir))
+    curves = CurveLog(workdir / "curves")  # in the work directory, so they survive a resume and move with the set
+    result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir,
+                                                          teachers.cache_dir, curves))
     result.meta["dataset"] = to_dict(dataset)
-    result.save(out)
+    result.save(out, folders={"curves": curves.directory})
     shutil.rmtree(workdir, ignore_errors=True)
     return result
 

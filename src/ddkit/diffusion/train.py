@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from ddkit.config import ADDED_OPTION, build, hash_dict, load_yaml, merge, to_dict
+from ddkit.curves import CurveLog, log_interval
 from ddkit.data.images import DataSplits
 from ddkit.devices import device_label
 from ddkit.diffusion.captions import CaptionTable, attribute_levels
@@ -44,7 +46,8 @@ from ddkit.runs import atomic_directory, atomic_write_bytes, config_hash, enviro
 from ddkit.training import predict_logits
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
-RESUME = "resume.pt"
+RESUME, CURVES = "resume.pt", "curves"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ def resolve_prior(
 ) -> Prior:
     """A shipped/cached prior by recipe (squeezed first if needed), or any diffusers source."""
     if isinstance(source, str) and source not in preset_names("priors"):
+        log.info("prior: loading %s", source)
         return load_prior(source, device)
     recipe = prior_recipe(source) if isinstance(source, str) else source
     entry = entry_name(recipe, splits)
@@ -139,7 +143,9 @@ def resolve_prior(
     shipped = SHIPPED / splits.name / entry
     for folder in ([] if retrain else [cached, shipped]):
         if (folder / PRIOR_META).is_file():
+            log.info("prior %s: reusing %s", recipe.name, folder)
             return load_prior(folder, device)
+    log.info("prior %s: training it into %s", recipe.name, cached)
     squeeze_prior(recipe, splits, cached, teacher, progress, device, cache_dir)
     return load_prior(cached, device)
 
@@ -169,9 +175,11 @@ def squeeze_prior(
     x_all = train.images * 2 - 1
     alphas = scheduler.alphas_cumprod.to(device)
     null = train.num_classes
+    curves, every, window = CurveLog(work / CURVES, "train"), log_interval(recipe.epochs * batches), []
+    curves.resume(start_epoch * batches)
     model.train()
-    with steps(progress, f"squeeze prior {recipe.name}", recipe.epochs * batches) as bar:
-        bar.advance(start_epoch * batches)
+    with steps(progress, f"squeeze prior {recipe.name}", recipe.epochs * batches, unit="step") as bar, curves:
+        bar.skip(start_epoch * batches)
         for epoch in range(start_epoch, recipe.epochs):
             started = time.perf_counter()
             devices = list(dict.fromkeys(devices + [device_label(device)]))
@@ -204,7 +212,12 @@ def squeeze_prior(
                     decay = min(recipe.ema_decay, (1 + step) / (10 + step))  # short warm-up of the average
                     for e, p in zip(ema.parameters(), model.parameters()):
                         e.lerp_(p, 1 - decay)
-                bar.advance(status=f"loss {loss.item():.4f}")
+                value = loss.item()
+                window.append(value)
+                if (step + 1) % every == 0:  # each row: the mean loss of the steps since the last one
+                    curves.log(step + 1, loss=sum(window) / len(window), lr=lr)
+                    window.clear()
+                bar.advance(status=f"loss {value:.4f}")
             seconds += time.perf_counter() - started
             _save_resume(work / RESUME, epoch + 1, seconds, devices, model, ema, optimizer)
     prior = Prior(ema.eval(), scheduler, None, null_class=None if text else null, text_encoder=text.encoder if text else None)
@@ -217,7 +230,7 @@ def squeeze_prior(
             "image_shape": list(train.image_shape), "check_teacher": checker.label,
             "metrics": metrics, "environment": environment() | {"device": device_label(device)}}
     meta |= {"text_encoder": recipe.text_encoder, "text_length": recipe.text_length, "class_prompts": prompts} if text else {"null_class": null}
-    save_prior_dir(prior, out, meta)
+    save_prior_dir(prior, out, meta, work / CURVES)
     shutil.rmtree(work, ignore_errors=True)
     return metrics
 
@@ -276,11 +289,14 @@ def warm_start(model: torch.nn.Module, source: torch.nn.Module) -> None:
     model.load_state_dict(shared, strict=False)
 
 
-def save_prior_dir(prior: Prior, out: Path, meta: dict[str, Any]) -> None:
-    """A diffusers pipeline directory (DDPMPipeline layout) + ddkit_prior.json, written atomically."""
+def save_prior_dir(prior: Prior, out: Path, meta: dict[str, Any], curves: Optional[Path] = None) -> None:
+    """A diffusers pipeline directory (DDPMPipeline layout) + ddkit_prior.json (+ the training
+    `curves` folder, if any), written atomically."""
     import diffusers
 
     with atomic_directory(out) as tmp:
+        if curves is not None and curves.is_dir():
+            shutil.copytree(curves, tmp / CURVES)
         prior.model.save_pretrained(tmp / "unet")
         prior.scheduler.save_pretrained(tmp / "scheduler")
         index = {"_class_name": "DDPMPipeline", "_diffusers_version": diffusers.__version__,
@@ -303,6 +319,7 @@ def _resume(path: Path, model, ema, optimizer) -> tuple[int, float, list[str]]:
     try:
         state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
     except (RuntimeError, EOFError, OSError):
+        log.warning("resume point %s is unreadable; training the prior from its first epoch", path)
         os.remove(path)  # a corrupt resume point only costs the epochs it held
         return 0, 0.0, []
     model.load_state_dict(state["model"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import statistics
 import time
@@ -15,6 +16,7 @@ from rich.progress import Progress
 from torch import nn
 
 from ddkit import __version__
+from ddkit.curves import CurveLog
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
 from ddkit.data.shifts import shifted_sets
@@ -28,6 +30,7 @@ from ddkit.relabel import StoredLabels, record_soft_labels
 from ddkit.training import Batch, LossFn, accuracy, fit
 
 TeacherLoader = Callable[[str], Teacher]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,11 @@ def scoring_split(preset: EvalPreset, splits: DataSplits) -> ImageSet:
 def train_student(
     data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int,
     teacher: Optional[Teacher] = None, progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
-    stored: Optional[StoredLabels] = None,
+    stored: Optional[StoredLabels] = None, curves: Optional[CurveLog] = None,
 ) -> nn.Module:
     model = build_model(student, data.num_classes, data.image_shape, data.mean, data.std, seed=seed).to(device)
     return fit(model, data, preset.train, seed=seed, loss_fn=label_loss(preset, data, teacher, stored, device),
-               progress=progress, description=f"{preset.name} {student.label()} seed {seed}")
+               progress=progress, description=f"{preset.name} {student.label()} seed {seed}", curves=curves)
 
 
 def label_loss(
@@ -144,6 +147,7 @@ def evaluate_set(
         for seed in preset.seeds:
             path = folder / f"seed-{seed}.json"
             if path.exists() and read_json(path).get("preset_fingerprint") == preset.fingerprint:
+                log.debug("%s %s seed %d: reusing %s", preset.name, student.label(), seed, path)
                 accuracies.append(read_json(path)["test_accuracy"])
                 shift_accuracies.append(read_json(path).get("shift_accuracy", {}))
                 continue
@@ -152,7 +156,8 @@ def evaluate_set(
             if preset.labels == "soft-stored":  # relabel files belong to the set, shared by every student
                 record = Path(results_dir).parent / "relabel" / f"{preset.name}-{preset.fingerprint}" / f"seed-{seed}.safetensors"
                 stored = stored_labels(data, preset, seed, teacher, record, progress)
-            model = train_student(data, preset, student, seed, teacher, progress, device, stored)
+            model = train_student(data, preset, student, seed, teacher, progress, device, stored,
+                                  CurveLog(folder / "curves", f"seed-{seed}"))
             result = {
                 "preset": preset.name, "preset_fingerprint": preset.fingerprint, "quick": preset.quick,
                 "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,

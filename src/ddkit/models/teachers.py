@@ -7,6 +7,7 @@ recipe, so changing either trains a new teacher and a second run reuses the firs
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import torch
 from rich.progress import Progress
 
 from ddkit.config import build, hash_dict, load_yaml, merge, to_dict
+from ddkit.curves import CurveLog
 from ddkit.data.images import DataSplits
 from ddkit.devices import device_label
 from ddkit.errors import DDKitError
@@ -26,8 +28,9 @@ from ddkit.presets import preset_names, preset_path
 from ddkit.runs import atomic_write_json, config_hash, environment, read_json
 from ddkit.training import TrainRecipe, accuracy, fit
 
-WEIGHTS, MANIFEST, RESUME = "model.safetensors", "manifest.json", "resume.pt"
+WEIGHTS, MANIFEST, RESUME, CURVES = "model.safetensors", "manifest.json", "resume.pt", "curves"
 DEFAULT_PANEL = ("convnet-bn", "resnet", "mobilenet")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,19 +92,22 @@ def load_or_squeeze(
     train = splits.train
     model = build_model(config.arch, train.num_classes, train.image_shape, train.mean, train.std, seed=config.seed)
     if config.weights:
+        log.info("teacher %s: weights from %s", config.name, config.weights)
         load_weights(model, Path(config.weights))
         return Teacher(config, model.to(device).eval(), {"source": config.weights})
     entry = cache_entry(config, splits, cache_dir or default_cache_dir())
     if (entry / MANIFEST).exists() and (entry / WEIGHTS).exists():
+        log.info("teacher %s: reusing the cached one in %s", config.name, entry)
         load_weights(model, entry / WEIGHTS)
         model.to(device).eval()
         return Teacher(config, model, read_json(entry / MANIFEST)["metrics"] | {"key": entry.name, "path": str(entry)})
 
+    log.info("teacher %s: not cached yet; training it into %s", config.name, entry)
     entry.mkdir(parents=True, exist_ok=True)
     model.to(device)
     started = time.perf_counter()
     fit(model, train, config.train, seed=config.seed, progress=progress,
-        description=f"squeeze {config.name}", checkpoint=entry / RESUME)
+        description=f"squeeze {config.name}", checkpoint=entry / RESUME, curves=CurveLog(entry / CURVES, "train"))
     seconds = time.perf_counter() - started
     metrics = {
         "train_seconds": round(seconds, 1),
