@@ -1,11 +1,14 @@
 """The CLI end to end on real Fashion-MNIST (a small slice), and its one-line errors."""
 
 import json
+import re
 import sys
 
 import pytest
 
 from ddkit.cli import main
+
+LOG_LINE = re.compile(r"\d\d:\d\d:\d\d ")  # outside a terminal, progress and log lines start with the time
 
 
 def ddkit(monkeypatch, capsys, *args):
@@ -41,6 +44,8 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
     assert all(0 <= r["mean"] <= 100 for r in board["rows"]) and "QUICK" in printed
     assert (out / "report" / "accuracy-soft-kd-quick.png").exists()
     assert (out / "sets" / "kcenter-ipc2" / "images" / "0009_Ankle_boot" / "00001.png").exists()
+    assert len(list((out / "sets" / "sre2l-ipc2" / "curves" / "inversion").glob("item-*.csv"))) == 2
+    assert len(list((out / "sets" / "random-ipc1" / "eval" / "soft-kd-quick").glob("*/curves/seed-*.csv"))) == 3
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["seed"] == 0 and manifest["environment"]["torch"]
     # An interrupted run resumes: remove one seed's result and the report, run again.
@@ -79,6 +84,7 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
 def test_user_errors_are_one_line(args, message, tmp_path, monkeypatch, capsys):
     (tmp_path / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     code, text = ddkit(monkeypatch, capsys, *[a.format(tmp=tmp_path) for a in args])
+    text = "\n".join(line for line in text.splitlines() if not LOG_LINE.match(line))  # progress and log lines before it
     assert code == 2, text
     assert message.format(tmp=tmp_path) in " ".join(text.split()), text
     assert "Traceback" not in text and text.strip().count("\n") == 0, text
@@ -145,6 +151,8 @@ def test_guided_diffusion_from_the_command_line(tmp_path, monkeypatch, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["meta"]["method"] == "dap" and manifest["meta"]["config"]["project"] is True
     assert (out / "images" / "0009_Ankle_boot" / "00001.png").exists()
+    guidance = sorted(p.name for p in (out / "curves" / "guidance").glob("*.csv"))  # moved in with the set
+    assert len(guidance) == 10 and guidance[0] == "c0000-i00000-00001.csv" and not out.with_name("dap.partial").exists()
     printed = run_ok(monkeypatch, capsys, "evaluate", str(out), "--preset", "hard-dsa-quick", "--fidelity", "mlp",
                      "--cache", str(tmp_path / "cache"), "--dataset.train_per_class=20")
     assert "fidelity" in printed and (out / "fidelity" / "mlp.json").exists()

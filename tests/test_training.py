@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from ddkit.curves import CurveLog, read_rows
 from ddkit.errors import DDKitError
 from ddkit.models import ModelSpec, build_model
 from ddkit.training import TrainRecipe, fit, hard_label_loss, lr_factor
@@ -33,6 +34,32 @@ def test_interrupted_fit_resumes_to_the_same_weights(tiny, tmp_path):
     resumed = fit(small_model(), tiny.train, RECIPE, seed=5, checkpoint=tmp_path / "resume.pt")
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_fit_logs_each_epoch_to_csv_and_tensorboard_and_a_resume_does_not_repeat_epochs(tiny, tmp_path):
+    calls = {"n": 0}
+    plain = hard_label_loss(tiny.train.labels)
+
+    def dies_in_epoch_three(logits, batch):
+        calls["n"] += 1
+        if calls["n"] == 12:  # 5 batches per epoch: the 2nd batch of epoch 3
+            raise Interrupt
+        return plain(logits, batch)
+
+    curve = tmp_path / "curves"
+    with pytest.raises(Interrupt):
+        fit(small_model(), tiny.train, RECIPE, seed=5, loss_fn=dies_in_epoch_three, checkpoint=tmp_path / "resume.pt",
+            curves=CurveLog(curve, "train"))
+    fit(small_model(), tiny.train, RECIPE, seed=5, checkpoint=tmp_path / "resume.pt", curves=CurveLog(curve, "train"))
+    rows = read_rows(curve / "train.csv")
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[2]["loss"] < rows[0]["loss"]
+    assert rows[0]["lr"] == RECIPE.lr and rows[2]["lr"] == pytest.approx(RECIPE.lr * 0.1)  # step-half: ×0.1 after half
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(curve / "train"))
+    events.Reload()
+    assert [(e.step, round(e.value, 4)) for e in events.Scalars("loss")] == [(r["step"], round(r["loss"], 4)) for r in rows]
 
 
 def test_divergence_stops_with_the_fix(tiny):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import sys
@@ -25,6 +26,7 @@ console = Console(stderr=True)
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:<index>"
 QUICK_PRESET, FULL_PRESET = "hard-dsa-quick", "hard-dsa"  # `ddkit evaluate` without --preset, and what to pass instead
+log = logging.getLogger(__name__)
 
 
 def _print_version(value: bool) -> None:
@@ -34,17 +36,26 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _global_options(
+def global_options(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also show debug messages"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings and errors: no progress, no messages"),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
 ) -> None:
     """Options given before the command (the app's help text is set on the Typer above)."""
+    from ddkit.logs import configure_logging
+
+    if verbose and quiet:
+        raise DDKitError("--verbose and --quiet contradict each other; pass one of them")
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    ctx.call_on_close(configure_logging(level, console))
 
 
 @contextmanager
 def _progress() -> Iterator[Progress]:
     from ddkit.progress import make_progress
 
-    with make_progress(console) as progress:
+    with make_progress(console, quiet=not log.isEnabledFor(logging.INFO)) as progress:
         yield progress
 
 
@@ -96,7 +107,7 @@ def run(
     with _progress() as progress:
         run_pipeline(config, out, cache, progress, resolve_device(device))
     _print_leaderboard(collect_rows(out))
-    console.print(f"report: {out / 'report' / 'leaderboard.md'}")
+    log.info("report: %s", out / "report" / "leaderboard.md")
 
 
 def _print_leaderboard(rows: list[dict]) -> None:
@@ -195,7 +206,7 @@ def synthesize(
     splits = load_dataset(dataset_cfg)
     with _progress() as progress:
         distilled = make_set(method, options, ipc, seed, splits, dataset_cfg, TeacherPool(splits, cache, progress, target), out, progress)
-    console.print(f"{len(distilled)} images ({distilled.ipc} per class) in {out}")
+    log.info("%d images (%d per class) in %s", len(distilled), distilled.ipc, out)
 
 
 @app.command(context_settings=OVERRIDES)
@@ -294,7 +305,7 @@ def report(directory: Path = typer.Argument(..., help="a run directory or a dist
 
     out = write_report(directory)
     _print_leaderboard(collect_rows(directory))
-    console.print(f"report written to {out}")
+    log.info("report written to %s", out)
 
 
 @app.command(name="list")

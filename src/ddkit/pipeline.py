@@ -2,6 +2,7 @@
 
     RUN/manifest.json                 resolved config, seed, versions, git revision
     RUN/sets/<method>-ipc<k>/         a distilled set (see ddkit.data.distilled)
+    RUN/sets/<method>-ipc<k>/curves/  synthesis curves of its work items (CSV; TensorBoard runs if installed)
     RUN/sets/<method>-ipc<k>/eval/    per-seed results and summaries, per preset and student
     RUN/report/                       leaderboard.md/.json, grids, accuracy-vs-IPC plots
 
@@ -11,6 +12,7 @@ Each stage skips work whose output already exists, so an interrupted run resumes
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +21,7 @@ import torch
 from rich.progress import Progress
 
 from ddkit.config import build, load_yaml, merge, to_dict
+from ddkit.curves import CurveLog
 from ddkit.data import DatasetConfig, DistilledSet, load_dataset
 from ddkit.data.distilled import matching_set
 from ddkit.data.images import DataSplits
@@ -39,6 +42,8 @@ from ddkit.relabel import EnsembleModel
 from ddkit.report import write_report
 from ddkit.locks import exclusive
 from ddkit.runs import RunDir, open_workdir, remove_workdir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,15 +111,18 @@ def make_set(
                                     "ipc": ipc, "seed": seed, "dataset": to_dict(dataset)}))
     existing = matching_set(out, wanted)
     if existing is not None:
+        log.info("%s already holds this set; reusing it", out)
         return existing
     with exclusive(out, f"the set {out}"):
         existing = matching_set(out, wanted)  # another process may have made it meanwhile
         if existing is not None:
             return existing
         workdir = open_workdir(out.with_name(out.name + ".partial"), f"distilled set {out.name}")
-        result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir, teachers.cache_dir))
+        curves = CurveLog(workdir / "curves")  # in the work directory, so they survive a resume and move with the set
+        result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir,
+                                                              teachers.cache_dir, curves))
         result.meta["dataset"] = to_dict(dataset)
-        result.save(out)
+        result.save(out, folders={"curves": curves.directory})
         remove_workdir(workdir)
     return result
 

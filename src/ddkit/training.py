@@ -24,6 +24,7 @@ from ddkit.data.augment import AUGMENTATIONS
 from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
 from ddkit.config import ADDED_OPTION
+from ddkit.curves import CurveLog
 from ddkit.errors import DDKitError
 from ddkit.progress import steps
 from ddkit.runs import atomic_write_bytes
@@ -106,8 +107,10 @@ def fit(
     progress: Optional[Progress] = None,
     description: str = "train",
     checkpoint: Optional[Path] = None,
+    curves: Optional[CurveLog] = None,
 ) -> nn.Module:
-    """Train `model` in place on the device it lives on; augmentation runs on the CPU (seeded generator)."""
+    """Train `model` in place on the device it lives on; augmentation runs on the CPU (seeded generator).
+    Each epoch's mean loss and final learning rate go to `curves` (step = epochs done)."""
     device = module_device(model)
     labels = data.labels.to(device)
     loss_fn = loss_fn or hard_label_loss(labels, recipe.label_smoothing)
@@ -119,10 +122,12 @@ def fit(
     epochs = recipe.epochs_for(len(data))
     total = batches_per_epoch * epochs
     start_epoch = _resume(checkpoint, model, optimizer, generator) if checkpoint else 0
+    curves = curves or CurveLog()
+    curves.resume(start_epoch)
 
     model.train()
-    with steps(progress, description, epochs) as bar:
-        bar.advance(start_epoch)
+    with steps(progress, description, epochs, unit="epoch") as bar, curves:
+        bar.skip(start_epoch)
         for epoch in range(start_epoch, epochs):
             running = 0.0
             for i, (index, x) in enumerate(epoch_batches(data, recipe, generator)):
@@ -136,9 +141,12 @@ def fit(
                 loss.backward()
                 optimizer.step()
                 running += loss.item()
+            epoch_loss = running / batches_per_epoch
+            # the row before the checkpoint: a resume may redo a logged epoch, never skip one
+            curves.log(epoch + 1, loss=epoch_loss, lr=optimizer.param_groups[0]["lr"])
             if checkpoint:
                 _save_state(checkpoint, epoch + 1, model, optimizer, generator)
-            bar.advance(status=f"loss {running / batches_per_epoch:.3f}")
+            bar.advance(status=f"loss {epoch_loss:.3f}")
     model.to(memory_format=torch.contiguous_format)  # inference on a fresh or reloaded copy must match
     model.eval()
     return model

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from ddkit.curves import CurveLog, read_rows
 from ddkit.diffusion.features import find_layer, kernel_distance, layer_features
 from ddkit.diffusion.guidance import KernelGuidance, ModeGuidance
 from ddkit.diffusion.manifold import TangentProjection, noisy_neighbours, tangent_basis
@@ -42,6 +43,18 @@ def test_a_term_acts_only_inside_its_window(unet_prior):
     plain = sample(unet_prior, labels(), torch.Generator().manual_seed(1), FAST)
     never = ModeGuidance(modes, 0.5, (0.99, 1.0))  # no step index of 8 falls in [7.92, 8)
     assert torch.equal(sample(unet_prior, labels(), torch.Generator().manual_seed(1), FAST, [never]), plain)
+
+
+def test_guided_steps_log_the_size_of_each_active_term(unet_prior, tmp_path):
+    modes = torch.randn(4, 1, 8, 8)
+    terms = [ModeGuidance(modes, 0.5, (0, 0.5)), ModeGuidance(modes, 0.1, (0.25, 1))]
+    sample(unet_prior, labels(), torch.Generator().manual_seed(1), FAST, terms, curves=CurveLog(tmp_path, "item"))
+    rows = read_rows(tmp_path / "item.csv")
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    assert [sorted(set(r) - {"step"}) for r in rows] == [["ModeGuidance"]] * 2 + [["ModeGuidance", "ModeGuidance-2"]] * 2 + [["ModeGuidance-2"]] * 4
+    assert all(value > 0 for r in rows for key, value in r.items() if key != "step")
+    projected = TangentProjection(terms[0], [modes[0]] * 4)
+    assert projected.name == "ModeGuidance+projection"
 
 
 def _state(prior, x, t=50, cond=None, generator=None):

@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import pytest
 import torch
 
+from ddkit.curves import read_rows
 from ddkit.diffusion.prior import Condition, load_prior
 from ddkit.diffusion.sampler import SamplerConfig, sample
 from ddkit.diffusion.train import prior_recipe, resolve_prior, save_prior_dir
@@ -68,6 +71,8 @@ def test_squeezed_prior_is_cached_and_reused(tiny, tiny_teacher_loader, tmp_path
     first = resolve_prior("test-unet", tiny, tiny_teacher_loader, tmp_path)
     assert 0 <= first.meta["metrics"]["teacher_agreement"] <= 100
     assert first.meta["data"] == tiny.fingerprint and not list(tmp_path.rglob("*.partial"))
+    curve = read_rows(Path(first.meta["source"]) / "curves" / "train.csv")
+    assert [row["step"] for row in curve] == [1, 2, 3, 4, 5]  # 300 images in batches of 64, one row a step
     again = resolve_prior("test-unet", tiny, tiny_teacher_loader, tmp_path)
     assert again.meta["source"] == first.meta["source"]
     for a, b in zip(first.model.parameters(), again.model.parameters()):

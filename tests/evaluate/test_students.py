@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import torch
 
+from ddkit.curves import read_rows
 from ddkit.evaluate import evaluate_set, load_eval_preset, read_summaries
 from ddkit.evaluate.students import kd_loss, mse_ce_loss, set_kd_loss
 from ddkit.methods import SynthesisContext, synthesize
@@ -36,6 +37,8 @@ def test_finished_seeds_are_reused_but_not_after_the_preset_changes(tiny, tiny_t
     assert result.stat().st_mtime_ns == stamp
     evaluate_set(distilled, replace(preset, train=replace(preset.train, lr=0.02)), tiny, tmp_path)
     assert result.stat().st_mtime_ns != stamp
+    curve = read_rows(result.parent / "curves" / "seed-0.csv")  # retrained from scratch: its curve too
+    assert [row["step"] for row in curve] == [1, 2] and curve[0]["lr"] == 0.02
 
 
 def test_soft_kd_uses_the_teacher_and_cross_architecture(tiny, tiny_teacher_loader, tmp_path):

@@ -3,6 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from ddkit.curves import CurveLog, read_rows
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods import SynthesisContext, synthesize
@@ -139,6 +140,17 @@ def test_interrupted_run_resumes_to_identical_images(tiny, tiny_teacher_loader, 
     resumed = run(tiny, tiny_teacher_loader, "prism", ipc=3, workdir=tmp_path)
     assert torch.equal(whole.images, resumed.images)
     assert resumed.meta["items"] == whole.meta["items"]
+
+
+def test_each_work_item_logs_its_losses(tiny, tiny_teacher_loader, tmp_path):
+    ctx = SynthesisContext(tiny, 2, 0, tiny_teacher_loader, curves=CurveLog(tmp_path))
+    synthesize("sre2l", {"iterations": 10, "r_bn": 0.05}, ctx)  # under 100 iterations: a row each (see log_interval)
+    curves = sorted((tmp_path / "inversion").glob("*.csv"))
+    assert [c.stem for c in curves] == ["item-i0000-c0000", "item-i0001-c0000"]
+    rows = read_rows(curves[0])
+    assert [r["step"] for r in rows] == list(range(1, 11))
+    assert all(r["total"] == pytest.approx(r["ce"] + 0.05 * r["bn"], rel=1e-4) for r in rows)
+    assert rows[-1]["bn"] < rows[0]["bn"]
 
 
 def test_another_config_does_not_reuse_finished_items(tiny, tiny_teacher_loader, tmp_path):

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from ddkit.curves import read_rows
 from ddkit.errors import DDKitError
 from ddkit.models.teachers import (
     DEFAULT_PANEL,
@@ -17,6 +18,7 @@ def test_squeeze_caches_and_second_call_reuses(tiny, cache):
     first = load_or_squeeze(config, tiny, cache)
     entry = cache_entry(config, tiny, cache)
     assert (entry / "model.safetensors").exists() and not (entry / "resume.pt").exists()
+    assert [row["step"] for row in read_rows(entry / "curves" / "train.csv")] == [1]  # one epoch
     stamp = (entry / "model.safetensors").stat().st_mtime_ns
     second = load_or_squeeze(config, tiny, cache)
     assert (entry / "model.safetensors").stat().st_mtime_ns == stamp

@@ -4,6 +4,7 @@
     SET/tensors.safetensors  exact images (float32, pixel space; may leave [0, 1]), labels, soft labels
     SET/class_index.json     class name -> index
     SET/images/0003_Dress/00000.png   8-bit view for eyes and torchvision's ImageFolder
+    SET/curves/              curves of the synthesis's training loops, when it has any (ddkit.curves)
 
 The tensors are the source of truth; PNGs are clamped to [0, 1] and quantised, so they are only
 a view. Folder names carry the zero-padded class index, so sorted order is class order and a
@@ -13,6 +14,7 @@ class name never becomes a path unescaped.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -68,8 +70,13 @@ class DistilledSet:
     def as_image_set(self) -> ImageSet:
         return ImageSet(self.images, self.labels, self.class_names, self.mean, self.std)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, folders: Optional[dict[str, Path]] = None) -> None:
+        """Write the set; existing `folders` (e.g. the synthesis curves) are copied in under their
+        names, so they land with the set in the same rename."""
         with atomic_directory(Path(path), DISTILLED_SET) as tmp:
+            for name, folder in (folders or {}).items():
+                if Path(folder).is_dir():
+                    shutil.copytree(folder, tmp / name)
             tensors = {"images": self.images.float(), "labels": self.labels.long()}
             if self.soft_labels is not None:
                 tensors["soft_labels"] = self.soft_labels.float()

@@ -53,6 +53,10 @@ class TangentProjection(GuidanceTerm):
         self.inner, self.members, self.dims, self.variant = inner, members, dims, variant
         self.neighbours, self.neighbours_final = neighbours, neighbours_final
 
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}+projection"
+
     def direction(self, state: StepState) -> torch.Tensor:
         raw = self.inner.direction(state)
         fraction = self.progress(state.step, state.steps)

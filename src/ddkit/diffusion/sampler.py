@@ -7,6 +7,8 @@ every guidance term active at this step adds `scale · direction(state)`:
 
 A term is a small object with one contract (`GuidanceTerm.direction`); terms may wrap other
 terms (the manifold projection does), so method variants are configuration, not new samplers.
+Sampling has no loss: its curve is, per step, the mean per-sample L2 norm of each active term's
+contribution s_g · d_g.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Literal, Optional, Sequence
 
 import torch
 
+from ddkit.curves import CurveLog
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.errors import DDKitError
 from ddkit.extras import require
@@ -71,6 +74,11 @@ class GuidanceTerm:
         first, last = self.window[0] * steps, self.window[1] * steps - 1
         return 0.0 if last <= first else min(1.0, max(0.0, (step - first) / (last - first)))
 
+    @property
+    def name(self) -> str:
+        """The term's column in the sampling curve."""
+        return type(self).__name__
+
     def direction(self, state: StepState) -> torch.Tensor:
         raise NotImplementedError
 
@@ -87,9 +95,10 @@ def make_scheduler(prior: Prior, config: SamplerConfig):
 
 def sample(
     prior: Prior, cond: Condition, generator: torch.Generator, config: SamplerConfig = SamplerConfig(),
-    terms: Sequence[GuidanceTerm] = (), noise: Optional[torch.Tensor] = None,
+    terms: Sequence[GuidanceTerm] = (), noise: Optional[torch.Tensor] = None, curves: Optional[CurveLog] = None,
 ) -> torch.Tensor:
-    """Samples (in the prior's sample space) for each row of `cond`; all randomness from `generator`."""
+    """Samples (in the prior's sample space) for each row of `cond`; all randomness from `generator`.
+    Each guided step logs the size of every active term's contribution to `curves` (step = steps done)."""
     scheduler = make_scheduler(prior, config)
     shape = (len(cond), prior.sample_channels, prior.sample_size, prior.sample_size)
     if noise is None:
@@ -97,21 +106,37 @@ def sample(
     x = noise.to(prior.device) * scheduler.init_noise_sigma
     steps = len(scheduler.timesteps)
     extra = {"eta": config.eta} if config.scheduler == "ddim" else {}
+    named = list(zip(unique_names([term.name for term in terms]), terms))
+    curves = curves or CurveLog()
     for step, t in enumerate(scheduler.timesteps):
         t = int(t)
         with torch.no_grad():
             output = prior.model_output(scheduler.scale_model_input(x, t), t, cond, config.cfg_scale)
         x_prev = scheduler.step(output, t, x, generator=generator, **extra).prev_sample
-        active = [term for term in terms if term.active(step, steps)]
+        active = [(name, term) for name, term in named if term.active(step, steps)]
         if active:
             eps, x0 = prior.predict_eps_x0(x, output, t)
             alpha, sigma = prior.schedule_at(t)
             state = StepState(prior, x, t, step, steps, x0, eps, alpha, sigma, cond, generator)
-            for term in active:
+            sizes = {}
+            for name, term in active:
                 delta = term.scale * term.direction(state)
                 if not torch.isfinite(delta).all():
                     raise DDKitError(f"{type(term).__name__} guidance became NaN/inf at step {step + 1} of {steps}; "
                                      f"lower its scale (now {term.scale})")
                 x_prev = x_prev + delta
+                sizes[name] = delta.detach().flatten(1).norm(dim=1).mean()
+            curves.log(step + 1, **sizes)
         x = x_prev
+    curves.close()
     return x
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """The names, the second and later of a repeated one numbered (ModeGuidance, ModeGuidance-2)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out

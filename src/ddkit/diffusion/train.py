@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from ddkit.config import ADDED_OPTION, build, hash_dict, load_yaml, merge, to_dict
+from ddkit.curves import CurveLog, log_interval
 from ddkit.data.images import DataSplits
 from ddkit.devices import device_label
 from ddkit.diffusion.captions import CaptionTable, attribute_levels
@@ -58,7 +59,7 @@ from ddkit.runs import (
 from ddkit.training import load_resume_point, predict_logits
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
-RESUME = "resume.pt"
+RESUME, CURVES = "resume.pt", "curves"
 PRIOR_DIR = OutputKind("diffusion prior", lambda folder: (folder / PRIOR_META).is_file())
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ def resolve_prior(
 ) -> Prior:
     """A shipped/cached prior by recipe (squeezed first if needed), or any diffusers source."""
     if isinstance(source, str) and source not in preset_names("priors"):
+        log.info("prior: loading %s", source)
         return load_prior(source, device)
     recipe = prior_recipe(source) if isinstance(source, str) else source
     entry = entry_name(recipe, splits)
@@ -154,10 +156,12 @@ def resolve_prior(
     if not retrain:
         prior = _load_cached(cached, device) or _load_shipped(shipped, device)
         if prior is not None:
+            log.info("prior %s: reusing %s", recipe.name, prior.meta["source"])
             return prior
     with exclusive(cached, f"prior {recipe.name} ({cached})"):
         prior = None if retrain else _load_cached(cached, device)  # another process may have trained it meanwhile
         if prior is None:
+            log.info("prior %s: training it into %s", recipe.name, cached)
             squeeze_prior(recipe, splits, cached, teacher, progress, device, cache_dir)
             prior = load_prior(cached, device)
     return prior
@@ -225,9 +229,11 @@ def squeeze_prior(
     x_all = train.images * 2 - 1
     alphas = scheduler.alphas_cumprod.to(device)
     null = train.num_classes
+    curves, every, window = CurveLog(work / CURVES, "train"), log_interval(recipe.epochs * batches), []
+    curves.resume(start_epoch * batches)
     model.train()
-    with steps(progress, f"squeeze prior {recipe.name}", recipe.epochs * batches) as bar:
-        bar.advance(start_epoch * batches)
+    with steps(progress, f"squeeze prior {recipe.name}", recipe.epochs * batches, unit="step") as bar, curves:
+        bar.skip(start_epoch * batches)
         for epoch in range(start_epoch, recipe.epochs):
             started = time.perf_counter()
             devices = list(dict.fromkeys(devices + [device_label(device)]))
@@ -260,7 +266,12 @@ def squeeze_prior(
                     decay = min(recipe.ema_decay, (1 + step) / (10 + step))  # short warm-up of the average
                     for e, p in zip(ema.parameters(), model.parameters()):
                         e.lerp_(p, 1 - decay)
-                bar.advance(status=f"loss {loss.item():.4f}")
+                value = loss.item()
+                window.append(value)
+                if (step + 1) % every == 0:  # each row: the mean loss of the steps since the last one
+                    curves.log(step + 1, loss=sum(window) / len(window), lr=lr)
+                    window.clear()
+                bar.advance(status=f"loss {value:.4f}")
             seconds += time.perf_counter() - started
             _save_resume(work / RESUME, epoch + 1, seconds, devices, model, ema, optimizer)
     prior = Prior(ema.eval(), scheduler, None, null_class=None if text else null, text_encoder=text.encoder if text else None)
@@ -273,7 +284,7 @@ def squeeze_prior(
             "image_shape": list(train.image_shape), "check_teacher": checker.label,
             "metrics": metrics, "environment": environment(device)}
     meta |= {"text_encoder": recipe.text_encoder, "text_length": recipe.text_length, "class_prompts": prompts} if text else {"null_class": null}
-    save_prior_dir(prior, out, meta)
+    save_prior_dir(prior, out, meta, work / CURVES)
     remove_workdir(work)
     return metrics
 
@@ -332,10 +343,13 @@ def warm_start(model: torch.nn.Module, source: torch.nn.Module) -> None:
     model.load_state_dict(shared, strict=False)
 
 
-def save_prior_dir(prior: Prior, out: Path, meta: dict[str, Any]) -> None:
-    """A diffusers pipeline directory (DDPMPipeline layout) + ddkit_prior.json, written atomically."""
+def save_prior_dir(prior: Prior, out: Path, meta: dict[str, Any], curves: Optional[Path] = None) -> None:
+    """A diffusers pipeline directory (DDPMPipeline layout) + ddkit_prior.json (+ the training
+    `curves` folder, if any), written atomically."""
     diffusers = require("diffusers", "saving a diffusion prior")
     with atomic_directory(out, PRIOR_DIR) as tmp:
+        if curves is not None and curves.is_dir():
+            shutil.copytree(curves, tmp / CURVES)
         prior.model.save_pretrained(tmp / "unet")
         prior.scheduler.save_pretrained(tmp / "scheduler")
         index = {"_class_name": "DDPMPipeline", "_diffusers_version": diffusers.__version__,

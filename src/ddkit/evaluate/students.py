@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import statistics
 import time
@@ -15,6 +16,7 @@ from rich.progress import Progress
 from torch import nn
 
 from ddkit import __version__
+from ddkit.curves import CurveLog
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
 from ddkit.data.shifts import shifted_sets
@@ -30,6 +32,7 @@ from ddkit.relabel import StoredLabels, record_soft_labels
 from ddkit.training import Batch, LossFn, accuracy, fit
 
 TeacherLoader = Callable[[str], Teacher]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,11 @@ def scoring_split(preset: EvalPreset, splits: DataSplits) -> ImageSet:
 def train_student(
     data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int,
     teacher: Optional[Teacher] = None, progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
-    stored: Optional[StoredLabels] = None, set_soft_labels: Optional[torch.Tensor] = None,
+    stored: Optional[StoredLabels] = None, set_soft_labels: Optional[torch.Tensor] = None, curves: Optional[CurveLog] = None,
 ) -> nn.Module:
     model = build_model(student, data.num_classes, data.image_shape, data.mean, data.std, seed=seed).to(device)
     return fit(model, data, preset.train, seed=seed, loss_fn=label_loss(preset, data, teacher, stored, device, set_soft_labels),
-               progress=progress, description=f"{preset.name} {student.label()} seed {seed}")
+               progress=progress, description=f"{preset.name} {student.label()} seed {seed}", curves=curves)
 
 
 def label_loss(
@@ -176,6 +179,7 @@ def _evaluate_set(
         for seed in preset.seeds:
             path = folder / f"seed-{seed}.json"
             if path.exists() and read_json(path).get("preset_fingerprint") == preset.fingerprint:
+                log.debug("%s %s seed %d: reusing %s", preset.name, student.label(), seed, path)
                 accuracies.append(read_json(path)["test_accuracy"])
                 shift_accuracies.append(read_json(path).get("shift_accuracy", {}))
                 continue
@@ -184,7 +188,8 @@ def _evaluate_set(
             if preset.labels == "soft-stored":  # relabel files belong to the set, shared by every student
                 record = Path(results_dir).parent / "relabel" / f"{preset.name}-{preset.fingerprint}" / f"seed-{seed}.safetensors"
                 stored = stored_labels(data, preset, seed, teacher, record, progress)
-            model = train_student(data, preset, student, seed, teacher, progress, device, stored, distilled.soft_labels)
+            model = train_student(data, preset, student, seed, teacher, progress, device, stored, distilled.soft_labels,
+                                  CurveLog(folder / "curves", f"seed-{seed}"))
             result = {
                 "preset": preset.name, "preset_fingerprint": preset.fingerprint, "quick": preset.quick,
                 "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
@@ -12,6 +12,7 @@ import torch
 from rich.progress import Progress
 
 from ddkit.config import build, to_dict
+from ddkit.curves import CurveLog
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
 from ddkit.extras import check_extras
@@ -30,6 +31,7 @@ class SynthesisContext:
     device: torch.device = torch.device("cpu")  # where optimisation runs; results go back to the CPU
     workdir: Optional[Path] = None  # finished work items of an interrupted run are kept here
     cache_dir: Optional[Path] = None  # where trained priors are cached (None: $DDKIT_CACHE or ~/.cache/ddkit)
+    curves: CurveLog = field(default_factory=CurveLog)  # each work item's curve is a child of this one (none: not kept)
 
 
 class Method:

@@ -22,7 +22,7 @@ def embed(teacher: Teacher, images: torch.Tensor, progress: Optional[Progress] =
         chunks = images.split(batch_size)
         device = module_device(teacher.model)
         out = []
-        with steps(progress, f"features ({teacher.config.name})", len(chunks)) as bar:
+        with steps(progress, f"features ({teacher.config.name})", len(chunks), unit="chunk") as bar:
             for chunk in chunks:
                 out.append(teacher.model.features(chunk.to(device)).cpu())
                 bar.advance()

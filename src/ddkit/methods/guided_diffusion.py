@@ -26,11 +26,12 @@ context's work directory and reused when an interrupted run resumes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 
 from ddkit.config import to_dict
+from ddkit.curves import CurveLog
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.diffusion.features import default_feature_layer, find_layer
@@ -118,14 +119,16 @@ class GuidedDiffusion(Method):
                                    "prior": prior.meta.get("source")})
         engine = _Engine(cfg, prior, train, ctx.seed, ctx.ipc)
         images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)
-        with steps(ctx.progress, f"sample ({len(items)} batches)", len(items)) as bar:
+        with steps(ctx.progress, f"sample ({len(items)} batches)", len(items), unit="batch") as bar:
             for item in items:
                 saved = load_item(ctx.workdir, item.key, fingerprint)
-                block = saved[0] if saved else engine.run(item, prior_classes[item.label])
+                block = saved[0] if saved else engine.run(item, prior_classes[item.label], ctx.curves.child(f"guidance/{item.key}"))
                 if saved is None:
                     save_item(ctx.workdir, item.key, fingerprint, block)
+                    bar.advance()
+                else:
+                    bar.skip()
                 images[list(item.indices), item.label] = block
-                bar.advance()
         labels = torch.arange(train.num_classes).repeat(ctx.ipc)
         order = torch.argsort(labels, stable=True)
         flat = images.reshape(-1, *train.image_shape)
@@ -206,10 +209,10 @@ class _Engine:
                      for term, members in zip(terms, neighbourhoods)]
         return terms
 
-    def run(self, item: WorkItem, prior_class: int) -> torch.Tensor:
+    def run(self, item: WorkItem, prior_class: int, curves: Optional[CurveLog] = None) -> torch.Tensor:
         generator = torch.Generator().manual_seed(item_seed(self.seed, "diffusion", item.label, item.indices))
         labels = torch.full((len(item.indices),), prior_class, device=self.prior.device)
-        samples = sample(self.prior, Condition(labels=labels), generator, self.cfg.sampler, self.terms(item))
+        samples = sample(self.prior, Condition(labels=labels), generator, self.cfg.sampler, self.terms(item), curves=curves)
         return self.prior.decode(samples.detach(), self.train.image_shape)
 
 

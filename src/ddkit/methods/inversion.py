@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddkit.config import to_dict
+from ddkit.curves import log_interval
 from ddkit.data.augment import crop_flip
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
@@ -208,7 +209,7 @@ class Inversion(Method):
                                    "teachers": {n: t.label for n, t in teachers.items()}})
         images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)
         records = []
-        with ExitStack() as stack, steps(ctx.progress, f"invert ({len(items)} batches)", len(items)) as bar:
+        with ExitStack() as stack, steps(ctx.progress, f"invert ({len(items)} batches)", len(items), unit="batch") as bar:
             stack.enter_context(frozen([t.model for t in teachers.values()]))
             matchers = {n: BatchNormMatch(teachers[n].model, cfg.first_bn_weight, cfg.normalise_bn_by_layers) for n in cfg.panel}
             stack.callback(lambda: [m.remove() for m in matchers.values()])
@@ -217,11 +218,13 @@ class Inversion(Method):
                 if saved is None:
                     saved = self._run_item(ctx, item, teachers, matchers, per_index_real, pre_draw)
                     save_item(ctx.workdir, item.key, fingerprint, *saved)
+                    bar.advance()
+                else:
+                    bar.skip()
                 block, record = saved
                 for row, index in enumerate(item.indices):
                     images[index, list(item.classes)] = block[row]
                 records.append(record)
-                bar.advance()
         labels = torch.arange(train.num_classes).repeat(ctx.ipc)
         flat = images.reshape(-1, *train.image_shape)
         order = torch.argsort(labels, stable=True)  # class-major, IPC index order within a class
@@ -267,6 +270,7 @@ class Inversion(Method):
         else:
             drawn = pre_draw or list(cfg.panel)
         optimizer = torch.optim.Adam([x], lr=cfg.lr, betas=ADAM_BETAS)
+        curves, every = ctx.curves.child(f"inversion/{item.key}"), log_interval(iterations)
         for step in range(iterations):
             optimizer.param_groups[0]["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / iterations))
             if cfg.bn_sampler == "iteration":
@@ -277,11 +281,14 @@ class Inversion(Method):
             if not torch.isfinite(loss):
                 raise DDKitError(f"inversion loss became {loss.item()} at step {step + 1} of batch {item.key}; lower the lr "
                                  f"(now {cfg.lr}) or r_bn (now {cfg.r_bn})")
+            if (step + 1) % every == 0:
+                curves.log(step + 1, total=loss.detach(), ce=ce.detach(), bn=bn.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             with torch.no_grad():
                 x.clamp_(0, 1)
+        curves.close()
         record = {"item": item.key, "iterations": iterations, "bn_teachers": drawn if cfg.bn_sampler != "iteration" else "per-iteration",
                   "final_ce": round(float(ce.detach()), 4), "final_bn": round(float(bn.detach()), 4),
                   "real_init": picks.flatten().tolist() if picks is not None else None}

@@ -31,6 +31,7 @@ from typing import Optional
 import torch
 
 from ddkit.config import to_dict
+from ddkit.curves import CurveLog
 from ddkit.data.distilled import DistilledSet
 from ddkit.diffusion.energy import EnergyGuidance, Objective, energy_objective, keep_lowest_energy
 from ddkit.diffusion.prior import Prior
@@ -96,14 +97,17 @@ class PrismDFKD(Method):
         fingerprint = config_hash({"config": to_dict(cfg), "prompts": prompts.prompts, "seed": ctx.seed,
                                    "prior": prior.meta.get("source"), "teacher": teacher.label, "per_class": per_class})
         images = torch.zeros(per_class, train.num_classes, *train.image_shape)
-        with steps(ctx.progress, f"sample ({len(items)} batches)", len(items)) as bar:
+        with steps(ctx.progress, f"sample ({len(items)} batches)", len(items), unit="batch") as bar:
             for item in items:
                 saved = load_item(ctx.workdir, item.key, fingerprint)
-                block = saved[0] if saved else sample_item(prior, teacher.model, prompts, item, cfg, ctx.seed, train.image_shape)
+                block = saved[0] if saved else sample_item(prior, teacher.model, prompts, item, cfg, ctx.seed, train.image_shape,
+                                                           ctx.curves.child(f"guidance/{item.key}"))
                 if saved is None:
                     save_item(ctx.workdir, item.key, fingerprint, block)
+                    bar.advance()
+                else:
+                    bar.skip()
                 images[list(item.indices), item.label] = block
-                bar.advance()
         kept, reports, chosen_prompts = [], {}, []
         for c, name in enumerate(train.class_names):
             energies = energy_objective(predict_logits(teacher.model, images[:, c]), torch.full((per_class,), c),
@@ -122,7 +126,7 @@ class PrismDFKD(Method):
 
 def sample_item(
     prior: Prior, teacher: torch.nn.Module, prompts: PromptSet, item: WorkItem, cfg: PrismDFKDConfig, seed: int,
-    image_shape: tuple[int, int, int],
+    image_shape: tuple[int, int, int], curves: Optional[CurveLog] = None,
 ) -> torch.Tensor:
     """One class's block of samples, each with its own prompt, EDA-guided when energy_scale > 0."""
     generator = torch.Generator().manual_seed(item_seed(seed, "prism-dfkd", item.label, item.indices))
@@ -132,7 +136,7 @@ def sample_item(
         labels = torch.full((len(item.indices),), item.label, device=prior.device)
         terms.append(EnergyGuidance(teacher, labels, image_shape, cfg.energy_scale, cfg.energy_window,
                                     cfg.energy_temperature, cfg.energy_objective))
-    samples = sample(prior, cond, generator, cfg.sampler, terms)
+    samples = sample(prior, cond, generator, cfg.sampler, terms, curves=curves)
     return prior.decode(samples.detach(), image_shape)
 
 

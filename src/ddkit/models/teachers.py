@@ -18,6 +18,7 @@ import torch
 from rich.progress import Progress
 
 from ddkit.config import build, hash_dict, load_yaml, merge, to_dict
+from ddkit.curves import CurveLog
 from ddkit.data.images import DataSplits
 from ddkit.errors import DDKitError
 from ddkit.models import Classifier, ModelSpec, build_model
@@ -27,7 +28,7 @@ from ddkit.locks import exclusive
 from ddkit.runs import atomic_write_json, checksums, config_hash, environment, read_json, verify_checksums
 from ddkit.training import TrainRecipe, accuracy, fit
 
-WEIGHTS, MANIFEST, RESUME = "model.safetensors", "manifest.json", "resume.pt"
+WEIGHTS, MANIFEST, RESUME, CURVES = "model.safetensors", "manifest.json", "resume.pt", "curves"
 DEFAULT_PANEL = ("convnet-bn", "resnet", "mobilenet")
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def load_or_squeeze(
     train = splits.train
     model = build_model(config.arch, train.num_classes, train.image_shape, train.mean, train.std, seed=config.seed)
     if config.weights:
+        log.info("teacher %s: weights from %s", config.name, config.weights)
         load_weights(model, Path(config.weights))
         return Teacher(config, model.to(device).eval(), {"source": config.weights})
     entry = cache_entry(config, splits, cache_dir or default_cache_dir())
@@ -102,6 +104,8 @@ def load_or_squeeze(
     if metrics is None:
         with exclusive(entry, f"teacher {config.name} ({entry})"):
             metrics = _load_cached(model, entry) or _squeeze(model, config, splits, entry, progress, device)
+    else:
+        log.info("teacher %s: reusing the cached one in %s", config.name, entry)
     return Teacher(config, model.to(device).eval(), metrics | {"key": entry.name, "path": str(entry)})
 
 
@@ -129,11 +133,12 @@ def _squeeze(
     model: Classifier, config: TeacherConfig, splits: DataSplits, entry: Path, progress: Optional[Progress],
     device: torch.device,
 ) -> dict[str, Any]:
+    log.info("teacher %s: not cached yet; training it into %s", config.name, entry)
     entry.mkdir(parents=True, exist_ok=True)
     model.to(device)
     started = time.perf_counter()
     fit(model, splits.train, config.train, seed=config.seed, progress=progress,
-        description=f"squeeze {config.name}", checkpoint=entry / RESUME)
+        description=f"squeeze {config.name}", checkpoint=entry / RESUME, curves=CurveLog(entry / CURVES, "train"))
     seconds = time.perf_counter() - started
     metrics = {
         "train_seconds": round(seconds, 1),

@@ -124,7 +124,7 @@ def record_soft_labels(
     values = torch.zeros(epochs, len(data), k)
     indices = torch.zeros(epochs, len(data), k, dtype=torch.int64)
     generator = torch.Generator().manual_seed(seed)
-    with steps(progress, f"record soft labels (top-{k})", epochs) as bar:
+    with steps(progress, f"record soft labels (top-{k})", epochs, unit="epoch") as bar:
         for epoch in range(epochs):
             for index, x in epoch_batches(data, recipe, generator):
                 log_probs = F.log_softmax(teacher(x.to(device)) / temperature, dim=1).cpu()
