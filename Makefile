@@ -33,7 +33,9 @@ data:
 demo: setup data
 	$(BIN)/ddkit run demo --out $(DEMO_OUT) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
+# The linter (ruff, configured in pyproject.toml) runs first: a lint error fails the tests too.
 test: setup data
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 
 clean:

@@ -21,7 +21,8 @@ from ddkit.data import DatasetConfig, load_dataset
 from ddkit.devices import device_label, resolve_device
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.models import build_model
-from ddkit.pipeline import TeacherPool, make_set, set_name
+from ddkit.models.teachers import TeacherPool
+from ddkit.pipeline import make_set, set_name
 from ddkit.progress import make_progress
 from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json
 from ddkit.training import accuracy, fit

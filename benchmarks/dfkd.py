@@ -36,7 +36,8 @@ from ddkit.evaluate.fidelity import measure_fidelity
 from ddkit.methods import resolve_config
 from ddkit.methods.guided_diffusion import WorkItem
 from ddkit.methods.prism_dfkd import sample_item
-from ddkit.pipeline import TeacherPool, make_set
+from ddkit.models.teachers import TeacherPool
+from ddkit.pipeline import make_set
 from ddkit.progress import make_progress
 from ddkit.prompts.builder import PromptOptions, build_prompts, load_vocabulary
 from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json

@@ -33,7 +33,8 @@ from ddkit.evaluate.fidelity import measure_fidelity
 from ddkit.evaluate.students import train_student
 from ddkit.methods import resolve_config
 from ddkit.methods.guided_diffusion import WorkItem, _Engine
-from ddkit.pipeline import TeacherPool, make_set
+from ddkit.models.teachers import TeacherPool
+from ddkit.pipeline import make_set
 from ddkit.progress import make_progress
 from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json
 from ddkit.training import accuracy
@@ -196,7 +197,7 @@ def timing_table(prior: Prior, train: ImageSet, variants: dict, batch: int, step
         for name, engine in engines.items():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            times[name] += _median_seconds(lambda: engine.run(WorkItem(0, tuple(range(batch))), 0), 1, device)
+            times[name] += _median_seconds(lambda engine=engine: engine.run(WorkItem(0, tuple(range(batch))), 0), 1, device)
             if device.type == "cuda":
                 peak[name] = max(peak.get(name, 0), torch.cuda.max_memory_allocated(device))
     plain = statistics.median(times["diffusion"])

@@ -23,14 +23,14 @@ from pathlib import Path
 import torch
 
 from ddkit.data import DatasetConfig, load_dataset
+from ddkit.data.augment import crop_flip
 from ddkit.devices import device_label, resolve_device
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.evaluate.diversity import measure_diversity
 from ddkit.methods.inversion import BatchNormMatch, frozen, inversion_loss
-from ddkit.data.augment import crop_flip
 from ddkit.models import ModelSpec, build_model
-from ddkit.models.teachers import Teacher, teacher_config
-from ddkit.pipeline import TeacherPool, make_set
+from ddkit.models.teachers import Teacher, TeacherPool, teacher_config
+from ddkit.pipeline import make_set
 from ddkit.progress import make_progress
 from ddkit.runs import atomic_write_text, environment, read_json
 

@@ -26,7 +26,7 @@ from ddkit.data import DatasetConfig, load_dataset
 from ddkit.devices import device_label, resolve_device
 from ddkit.diffusion.sampler import SamplerConfig
 from ddkit.diffusion.train import prior_recipe, resolve_prior, teacher_agreement
-from ddkit.pipeline import TeacherPool
+from ddkit.models.teachers import TeacherPool
 from ddkit.progress import make_progress
 from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json
 
@@ -56,20 +56,23 @@ def run_row(name: str, overrides: dict, splits, cache: Path, out: Path, grid, pe
                                       splits.train.image_shape, per_class, sampler, seed=1)
             cells.append({"steps": steps, "cfg": cfg, "agreement": found["teacher_agreement"],
                           "seconds_per_image": round((time.perf_counter() - started) / (per_class * splits.train.num_classes), 5)})
-    row = {"name": name, "overrides": overrides, "channels": recipe.channels, "epochs": recipe.epochs, "entry": Path(prior.meta["source"]).name, "metrics": prior.meta["metrics"],
-           "cells": cells, "device": device_label(device), "environment": environment()}
+    row = {"name": name, "overrides": overrides, "channels": recipe.channels, "epochs": recipe.epochs,
+           "entry": Path(prior.meta["source"]).name, "metrics": prior.meta["metrics"], "cells": cells,
+           "device": device_label(device), "environment": environment()}
     atomic_write_json(path, row)
     return row
 
 
 def table(rows: list[dict], grid) -> str:
-    head = "| prior | channels | epochs | parameters | trained on | train s | " + " | ".join(f"{s} st, cfg {c:g}" for s, c in grid) + " | sampled on |"
+    head = ("| prior | channels | epochs | parameters | trained on | train s | "
+            + " | ".join(f"{s} st, cfg {c:g}" for s, c in grid) + " | sampled on |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
         metrics = row["metrics"]
         cells = {(c["steps"], c["cfg"]): c["agreement"] for c in row["cells"]}
         lines.append(f"| {row['name']} | {row['channels']} | {row['epochs']} | {metrics['parameters']:,} | "
-                     f"{', '.join(metrics.get('train_devices', []))} | {metrics['train_seconds']:.0f} | " + " | ".join(f"{cells.get(k, float('nan')):.1f}" for k in grid)
+                     f"{', '.join(metrics.get('train_devices', []))} | {metrics['train_seconds']:.0f} | "
+                     + " | ".join(f"{cells.get(k, float('nan')):.1f}" for k in grid)
                      + f" | {row['device']} |")
     return "\n".join(lines)
 

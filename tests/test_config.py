@@ -138,7 +138,9 @@ def test_every_typed_field_reads_numbers_in_every_spelling_and_booleans_only_as_
             if base not in seen:
                 continue
             seen[base] += 1
-            read = lambda text: _coerce(hint, _leaf(parse_overrides([f"--{name}={text}"]), name), name)  # noqa: E731
+            def read(text, hint=hint, name=name):
+                return _coerce(hint, _leaf(parse_overrides([f"--{name}={text}"]), name), name)
+
             wrap = (lambda v: [v]) if is_list else (lambda v: v)  # `--ipcs=10` means [10]
             if base in SPELLINGS:
                 spellings, expected = SPELLINGS[base]

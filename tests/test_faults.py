@@ -211,7 +211,7 @@ def test_unreadable_work_items_are_made_again(monkeypatch, capsys, tmp_path, cap
     args = ["synthesize", "sre2l", "--ipc", "2", "--iterations=3", "--cache", tmp_path / "cache", TINY_DATA]
     assert ddkit(monkeypatch, capsys, *args, "--out", tmp_path / "clean")[0] == 0
     # An interrupted run whose work folder a crash (a truncated item) and a stray file (a foreign one) damaged:
-    def interrupted(self, path):
+    def interrupted(self, path, folders=None):
         raise KeyboardInterrupt
     with monkeypatch.context() as patch:
         patch.setattr(DistilledSet, "save", interrupted)
@@ -242,7 +242,7 @@ def test_a_damaged_cached_teacher_is_reported_and_squeezed_again(monkeypatch, ca
     assert weights.read_bytes() == good  # squeezed again, bit-identical on the CPU
     caplog.clear()
     assert ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
-    assert "damaged" not in caplog.text
+    assert "is damaged" not in caplog.text
     weights.write_bytes(good[:50])  # truncated: fails to load at all
     assert ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
     assert weights.read_bytes() == good

@@ -19,7 +19,7 @@ def test_plain_lines_outside_a_terminal_and_the_undo_restores_the_logger():
     undo = configure_logging(logging.DEBUG, Console(file=stream))
     try:
         logging.getLogger("ddkit.models.teachers").debug("teacher %s: reusing %s", "mlp", "/cache/mlp-1")
-        warnings.warn("shown like any other record")
+        warnings.warn("shown like any other record", stacklevel=1)
     finally:
         undo()
     logging.getLogger("ddkit.models.teachers").warning("after the undo: not on this console")

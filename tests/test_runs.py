@@ -3,8 +3,8 @@ import importlib.metadata
 import pytest
 import torch
 
-from ddkit.errors import DDKitError
 from ddkit.data.distilled import DISTILLED_SET
+from ddkit.errors import DDKitError
 from ddkit.runs import (
     OutputKind,
     RunDir,

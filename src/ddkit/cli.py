@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import typer
-from safetensors import SafetensorError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
+from safetensors import SafetensorError
 
 from ddkit import __version__
 from ddkit.errors import DDKitError
@@ -163,7 +163,7 @@ def squeeze_prior(
     from ddkit.data import load_dataset
     from ddkit.devices import resolve_device
     from ddkit.diffusion.train import entry_name, prior_recipe, resolve_prior
-    from ddkit.pipeline import TeacherPool
+    from ddkit.models.teachers import TeacherPool
 
     # The optional argument swallows a leading `--key=value` extra: sort it back out.
     extras = [recipe] if recipe.startswith("--") else []
@@ -196,7 +196,8 @@ def synthesize(
     from ddkit.data import load_dataset
     from ddkit.data.distilled import DISTILLED_SET
     from ddkit.devices import resolve_device
-    from ddkit.pipeline import TeacherPool, make_set
+    from ddkit.models.teachers import TeacherPool
+    from ddkit.pipeline import make_set
     from ddkit.runs import check_output
 
     check_output(out, DISTILLED_SET)  # before anything is loaded: a wrong --out costs nothing
@@ -229,7 +230,7 @@ def evaluate(
     from ddkit.evaluate.diversity import measure_diversity
     from ddkit.evaluate.fidelity import measure_fidelity
     from ddkit.models import ModelSpec
-    from ddkit.pipeline import TeacherPool
+    from ddkit.models.teachers import TeacherPool
     from ddkit.runs import check_writable
 
     distilled = DistilledSet.load(distilled_set)
@@ -279,7 +280,8 @@ def import_set(
     resize: bool = typer.Option(False, help="resize images to the dataset's image size"),
 ) -> None:
     """Turn a set made by another tool into a ddkit set, so 'ddkit evaluate' scores it under our presets."""
-    from ddkit.data.importer import ImportOptions, import_set as run_import
+    from ddkit.data.importer import ImportOptions
+    from ddkit.data.importer import import_set as run_import
 
     dataset_overrides, rest = _split_overrides(ctx.args)
     if rest:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,22 +25,17 @@ from ddkit.curves import CurveLog
 from ddkit.data import DatasetConfig, DistilledSet, load_dataset
 from ddkit.data.distilled import matching_set
 from ddkit.data.images import DataSplits
+from ddkit.diffusion.train import PriorPool
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.evaluate.diversity import measure_diversity
 from ddkit.evaluate.fidelity import measure_fidelity
+from ddkit.locks import exclusive
 from ddkit.methods import SynthesisContext, resolve_config, synthesize
 from ddkit.methods.base import check_method_extras
 from ddkit.models import ModelSpec
-from ddkit.models.teachers import (
-    Teacher,
-    default_cache_dir,
-    load_or_squeeze,
-    teacher_config,
-)
+from ddkit.models.teachers import TeacherPool
 from ddkit.presets import preset_path
-from ddkit.relabel import EnsembleModel
 from ddkit.report import write_report
-from ddkit.locks import exclusive
 from ddkit.runs import RunDir, open_workdir, remove_workdir
 
 log = logging.getLogger(__name__)
@@ -73,31 +68,6 @@ def load_run_config(name_or_path: str, overrides: Optional[dict[str, Any]] = Non
     return build(RunConfig, merge(load_yaml(path), overrides or {}), where=path.stem)
 
 
-class TeacherPool:
-    """Loads each named teacher once per process (squeezing it into the cache if needed)."""
-
-    def __init__(
-        self, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None,
-        device: torch.device = torch.device("cpu"),
-    ) -> None:
-        self.splits, self.cache_dir, self.progress = splits, cache_dir or default_cache_dir(), progress
-        self.device = device
-        self._loaded: dict[str, Teacher] = {}
-
-    def __call__(self, name: str) -> Teacher:
-        """A teacher by recipe name or YAML file; "a+b+c" is the rescaled ensemble of a, b and c."""
-        if name not in self._loaded:
-            if "+" in name:
-                members = [self(member) for member in name.split("+")]
-                model = EnsembleModel([m.model for m in members]).eval()
-                info = {"key": "+".join(m.label for m in members)}
-                self._loaded[name] = Teacher(replace(members[0].config, name=name), model, info)
-            else:
-                config = teacher_config(name)
-                self._loaded[name] = load_or_squeeze(config, self.splits, self.cache_dir, self.progress, self.device)
-        return self._loaded[name]
-
-
 def set_name(method: str, ipc: int) -> str:
     return f"{method}-ipc{ipc}"
 
@@ -119,8 +89,9 @@ def make_set(
             return existing
         workdir = open_workdir(out.with_name(out.name + ".partial"), f"distilled set {out.name}")
         curves = CurveLog(workdir / "curves")  # in the work directory, so they survive a resume and move with the set
+        priors = PriorPool(splits, teachers, teachers.cache_dir, progress, teachers.device)
         result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir,
-                                                              teachers.cache_dir, curves))
+                                                              priors, curves))
         result.meta["dataset"] = to_dict(dataset)
         result.save(out, folders={"curves": curves.directory})
         remove_workdir(workdir)

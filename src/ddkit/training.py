@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from torch import nn
 
+from ddkit.config import ADDED_OPTION
+from ddkit.curves import CurveLog
 from ddkit.data.augment import AUGMENTATIONS
 from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
-from ddkit.config import ADDED_OPTION
-from ddkit.curves import CurveLog
 from ddkit.errors import DDKitError
 from ddkit.progress import steps
 from ddkit.runs import atomic_write_bytes

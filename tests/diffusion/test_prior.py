@@ -80,7 +80,8 @@ def test_squeezed_prior_is_cached_and_reused(tiny, tiny_teacher_loader, tmp_path
 
 
 def test_prior_recipes_are_checked():
-    with pytest.raises(DDKitError, match="unknown prior recipe 'big'; choose one of: fashion-mnist-text-unet, fashion-mnist-unet, test-text-unet, test-unet"):
+    with pytest.raises(DDKitError, match="unknown prior recipe 'big'; choose one of: "
+                                         "fashion-mnist-text-unet, fashion-mnist-unet, test-text-unet, test-unet"):
         prior_recipe("big")
     with pytest.raises(DDKitError, match="multiples of norm_groups"):
         prior_recipe("test-unet", {"channels": [10, 20]})

@@ -12,9 +12,9 @@ from ddkit.evaluate.fidelity import (
     prdc,
     set_fidelity,
 )
-from ddkit.seeds import item_seed
 from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import Teacher, TeacherConfig
+from ddkit.seeds import item_seed
 
 
 def gaussian(n: int, dim: int, seed: int, shift: float = 0.0) -> torch.Tensor:

@@ -88,7 +88,7 @@ def test_mse_ce_loss_is_the_weighted_cross_entropy_for_a_perfect_regressor():
 
 
 def test_family_presets_run_with_ensemble_and_stored_labels(tiny, tiny_teacher_loader, tmp_path):
-    from ddkit.pipeline import TeacherPool
+    from ddkit.models.teachers import TeacherPool
 
     distilled = synthesize("random", {}, SynthesisContext(tiny, 2, 0, tiny_teacher_loader))
     pool = lambda name: TeacherPool.__call__(ensemble_pool, name)  # noqa: E731

@@ -3,6 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from ddkit.diffusion.train import PriorPool
 from ddkit.errors import DDKitError
 from ddkit.methods import SynthesisContext, synthesize
 
@@ -10,7 +11,7 @@ SMALL = {"prior": "test-text-unet", "sampler": {"steps": 2}, "prompts": {"per_cl
 
 
 def test_prism_dfkd_samples_a_filtered_prompted_set_without_training_images(tiny, tiny_teacher_loader, tmp_path):
-    ctx = SynthesisContext(tiny, 2, 0, tiny_teacher_loader, workdir=tmp_path / "w", cache_dir=tmp_path / "cache")
+    ctx = SynthesisContext(tiny, 2, 0, tiny_teacher_loader, workdir=tmp_path / "w", prior=PriorPool(tiny, tiny_teacher_loader, tmp_path / "cache"))
     result = synthesize("prism-dfkd", SMALL | {"filter_fraction": 0.5}, ctx)
     assert result.images.shape == (20, 1, 28, 28) and torch.bincount(result.labels).tolist() == [2] * 10
     report = result.meta["energy_filter"]["Bag"]
@@ -23,7 +24,7 @@ def test_prism_dfkd_samples_a_filtered_prompted_set_without_training_images(tiny
 
 
 def test_text_diffusion_is_the_bare_prompt_baseline(tiny, tiny_teacher_loader, tmp_path):
-    ctx = SynthesisContext(tiny, 1, 0, tiny_teacher_loader, cache_dir=tmp_path)
+    ctx = SynthesisContext(tiny, 1, 0, tiny_teacher_loader, prior=PriorPool(tiny, tiny_teacher_loader, tmp_path))
     result = synthesize("text-diffusion", {"prior": "test-text-unet", "sampler": {"steps": 2}}, ctx)
     assert result.meta["prompts"]["per_image"][9] == "a photo of an ankle boot"
     assert all(r["rejection_rate"] == 0 for r in result.meta["energy_filter"].values())
@@ -35,6 +36,7 @@ def test_a_teacher_with_other_classes_or_a_class_prior_are_refused(tiny, tiny_te
         return replace(teacher, model=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5)))
 
     with pytest.raises(DDKitError, match="predicts 5 classes but the prompts cover 10"):
-        synthesize("prism-dfkd", SMALL, SynthesisContext(tiny, 1, 0, five_class_teacher, cache_dir=tmp_path))
+        synthesize("prism-dfkd", SMALL, SynthesisContext(tiny, 1, 0, five_class_teacher, prior=PriorPool(tiny, five_class_teacher, tmp_path)))
     with pytest.raises(DDKitError, match="not text-conditioned"):
-        synthesize("prism-dfkd", SMALL | {"prior": "test-unet"}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader, cache_dir=tmp_path))
+        context = SynthesisContext(tiny, 1, 0, tiny_teacher_loader, prior=PriorPool(tiny, tiny_teacher_loader, tmp_path))
+        synthesize("prism-dfkd", SMALL | {"prior": "test-unet"}, context)

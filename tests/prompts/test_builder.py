@@ -52,10 +52,9 @@ def test_prompt_files_are_checked(tmp_path):
 
 
 def test_a_local_language_model_adds_content(tmp_path):
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     from ddkit.diffusion.text import minilm_dir
-    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))  # any tokenizer: the model is random
     GPT2LMHeadModel(GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=16, n_layer=1, n_head=2)).save_pretrained(tmp_path / "lm")

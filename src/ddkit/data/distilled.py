@@ -26,7 +26,16 @@ from safetensors.torch import load_file
 
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.runs import OutputKind, atomic_directory, atomic_write_json, atomic_write_tensors, check_output, manifest_field, read_json, sha256_file
+from ddkit.runs import (
+    OutputKind,
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_tensors,
+    check_output,
+    manifest_field,
+    read_json,
+    sha256_file,
+)
 
 FORMAT = "ddkit-distilled/1"
 TENSORS = "tensors.safetensors"

@@ -37,12 +37,11 @@ from ddkit.diffusion.sampler import SamplerConfig, sample
 from ddkit.diffusion.text import TextEncoder, load_text_encoder
 from ddkit.errors import DDKitError
 from ddkit.extras import require
-from ddkit.seeds import item_seed
+from ddkit.locks import exclusive
 from ddkit.models.teachers import Teacher, default_cache_dir
 from ddkit.presets import preset_names, preset_path
 from ddkit.progress import steps
 from ddkit.prompts.builder import class_prompts, glosses_for, load_vocabulary
-from ddkit.locks import exclusive
 from ddkit.runs import (
     OutputKind,
     atomic_directory,
@@ -56,6 +55,7 @@ from ddkit.runs import (
     remove_workdir,
     verify_checksums,
 )
+from ddkit.seeds import item_seed
 from ddkit.training import load_resume_point, predict_logits
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
@@ -139,6 +139,24 @@ def make_train_scheduler(recipe: PriorRecipe):
 def entry_name(recipe: PriorRecipe, splits: DataSplits) -> str:
     key = config_hash({"data": splits.fingerprint, "recipe": hash_dict(recipe), "format": 1})
     return f"{recipe.name}-{key}"
+
+
+class PriorPool:
+    """Loads each prior once per process: shipped, cached, or trained into the cache (checked by
+    the pool's teachers), or any diffusers source. The priors' side of a `SynthesisContext`."""
+
+    def __init__(
+        self, splits: DataSplits, teachers: Callable[[str], Teacher], cache_dir: Optional[Path] = None,
+        progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
+    ) -> None:
+        self.splits, self.teachers, self.cache_dir, self.progress, self.device = splits, teachers, cache_dir, progress, device
+        self._loaded: dict[str, Prior] = {}
+
+    def __call__(self, source: str) -> Prior:
+        """A prior by recipe name (ddkit list presets), diffusers directory or hub id."""
+        if source not in self._loaded:
+            self._loaded[source] = resolve_prior(source, self.splits, self.teachers, self.cache_dir, self.progress, self.device)
+        return self._loaded[source]
 
 
 def resolve_prior(

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
-from ddkit.seeds import item_seed
 from ddkit.models.teachers import Teacher
 from ddkit.runs import atomic_write_json, read_json
+from ddkit.seeds import item_seed
 
 REAL_SAMPLE = 200  # real images per class for the reference number
 

@@ -24,7 +24,6 @@ against the same test sample. "FID 12.3 (real subset of the same size: 9.8)" is 
 from __future__ import annotations
 
 import warnings
-
 from pathlib import Path
 from typing import Optional
 
@@ -35,9 +34,9 @@ from scipy import linalg
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.devices import module_device
-from ddkit.seeds import item_seed
-from ddkit.models.teachers import Teacher
 from ddkit.evaluate.diversity import cached_per_extractor
+from ddkit.models.teachers import Teacher
+from ddkit.seeds import item_seed
 
 TEST_SAMPLE = 2000  # test images (class-balanced) every set is compared against
 NEIGHBOURS = 5  # k of Naeem et al.'s k-NN balls

@@ -24,11 +24,11 @@ from ddkit.data.splits import carve_validation
 from ddkit.devices import device_label
 from ddkit.errors import DDKitError
 from ddkit.evaluate.presets import EvalPreset
+from ddkit.locks import exclusive
 from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import Teacher
-from ddkit.locks import exclusive
-from ddkit.runs import atomic_write_json, check_writable, read_json
 from ddkit.relabel import StoredLabels, record_soft_labels
+from ddkit.runs import atomic_write_json, check_writable, read_json
 from ddkit.training import Batch, LossFn, accuracy, fit
 
 TeacherLoader = Callable[[str], Teacher]

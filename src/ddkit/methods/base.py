@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 import torch
 from rich.progress import Progress
@@ -20,6 +20,9 @@ from ddkit.models.teachers import Teacher
 from ddkit.registry import Registry
 from ddkit.runs import atomic_write_tensors, environment, read_tensors
 
+if TYPE_CHECKING:  # the diffusion extra is optional: a prior is only a type here
+    from ddkit.diffusion.prior import Prior
+
 
 @dataclass
 class SynthesisContext:
@@ -30,8 +33,17 @@ class SynthesisContext:
     progress: Optional[Progress] = None
     device: torch.device = torch.device("cpu")  # where optimisation runs; results go back to the CPU
     workdir: Optional[Path] = None  # finished work items of an interrupted run are kept here
-    cache_dir: Optional[Path] = None  # where trained priors are cached (None: $DDKIT_CACHE or ~/.cache/ddkit)
+    prior: Optional[Callable[[str], Prior]] = None  # loads (or trains) a diffusion prior by source; None: a PriorPool on first use
     curves: CurveLog = field(default_factory=CurveLog)  # each work item's curve is a child of this one (none: not kept)
+
+
+    def load_prior(self, source: str) -> Prior:
+        """The diffusion prior `source`, through the context's prior pool."""
+        if self.prior is None:
+            from ddkit.diffusion.train import PriorPool  # priors need the diffusion extra: imported only when used
+
+            self.prior = PriorPool(self.splits, self.teacher, None, self.progress, self.device)
+        return self.prior(source)
 
 
 class Method:

@@ -42,9 +42,9 @@ from ddkit.diffusion.prior import Condition, Prior
 from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, sample
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
-from ddkit.seeds import item_seed
 from ddkit.progress import steps
 from ddkit.runs import config_hash
+from ddkit.seeds import item_seed
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,8 @@ class GuidedDiffusion(Method):
                      "neighbours": 10, "neighbours_final": 4, "tangent_dims": 2}
 
     def synthesize(self, ctx: SynthesisContext) -> DistilledSet:
-        from ddkit.diffusion.train import resolve_prior  # train imports methods.base: not at module level
-
         cfg, train = self.config, ctx.splits.train
-        prior = resolve_prior(cfg.prior, ctx.splits, ctx.teacher, ctx.cache_dir, ctx.progress, ctx.device)
+        prior = ctx.load_prior(cfg.prior)
         prior_classes = check_prior(prior, train, cfg)
         items = work_items(ctx.ipc, train.num_classes, cfg.batch)
         fingerprint = config_hash({"config": to_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,

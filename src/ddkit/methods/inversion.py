@@ -42,10 +42,10 @@ from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
-from ddkit.seeds import item_seed
 from ddkit.models.teachers import Teacher
 from ddkit.progress import steps
 from ddkit.runs import config_hash
+from ddkit.seeds import item_seed
 
 # SRe2L's released recover loop: a short gradient memory suits a few hundred steps on pixels.
 ADAM_BETAS = (0.5, 0.9)

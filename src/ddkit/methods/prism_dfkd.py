@@ -38,12 +38,12 @@ from ddkit.diffusion.prior import Prior
 from ddkit.diffusion.sampler import SamplerConfig, sample
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
-from ddkit.seeds import item_seed
 from ddkit.methods.guided_diffusion import WorkItem, check_prior_images, work_items
 from ddkit.presets import preset_names
 from ddkit.progress import steps
 from ddkit.prompts.builder import PromptOptions, PromptSet, build_prompts
 from ddkit.runs import config_hash
+from ddkit.seeds import item_seed
 from ddkit.training import predict_logits
 
 
@@ -80,12 +80,10 @@ class PrismDFKD(Method):
     smoke_options = {"prior": "test-text-unet", "sampler": {"steps": 2}, "prompts": {"per_class": 2}}
 
     def synthesize(self, ctx: SynthesisContext) -> DistilledSet:
-        from ddkit.diffusion.train import resolve_prior  # train imports methods.base: not at module level
-
         cfg, train = self.config, ctx.splits.train
         teacher = ctx.teacher(cfg.teacher)
         check_classes(teacher.model, train.num_classes, train.image_shape, cfg.teacher)
-        prior = resolve_prior(cfg.prior, ctx.splits, ctx.teacher, ctx.cache_dir, ctx.progress, ctx.device)
+        prior = ctx.load_prior(cfg.prior)
         check_text_prior(prior, train.image_shape, cfg)
         options = cfg.prompts
         if not options.vocabulary:

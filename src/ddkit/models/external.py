@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ddkit.errors import DDKitError
-from ddkit.models.classifier import Classifier, ModelSpec
 from ddkit.models.checkpoint import load_weights
+from ddkit.models.classifier import Classifier, ModelSpec
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,10 +21,11 @@ from ddkit.config import build, hash_dict, load_yaml, merge, to_dict
 from ddkit.curves import CurveLog
 from ddkit.data.images import DataSplits
 from ddkit.errors import DDKitError
+from ddkit.locks import exclusive
 from ddkit.models import Classifier, ModelSpec, build_model
 from ddkit.models.checkpoint import load_weights, save_weights
+from ddkit.models.ensemble import EnsembleModel
 from ddkit.presets import preset_names, preset_path
-from ddkit.locks import exclusive
 from ddkit.runs import atomic_write_json, checksums, config_hash, environment, read_json, verify_checksums
 from ddkit.training import TrainRecipe, accuracy, fit
 
@@ -154,3 +155,28 @@ def _squeeze(
     )
     (entry / RESUME).unlink(missing_ok=True)
     return metrics
+
+
+class TeacherPool:
+    """Loads each named teacher once per process (squeezing it into the cache if needed)."""
+
+    def __init__(
+        self, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None,
+        device: torch.device = torch.device("cpu"),
+    ) -> None:
+        self.splits, self.cache_dir, self.progress = splits, cache_dir or default_cache_dir(), progress
+        self.device = device
+        self._loaded: dict[str, Teacher] = {}
+
+    def __call__(self, name: str) -> Teacher:
+        """A teacher by recipe name or YAML file; "a+b+c" is the rescaled ensemble of a, b and c."""
+        if name not in self._loaded:
+            if "+" in name:
+                members = [self(member) for member in name.split("+")]
+                model = EnsembleModel([m.model for m in members]).eval()
+                info = {"key": "+".join(m.label for m in members)}
+                self._loaded[name] = Teacher(replace(members[0].config, name=name), model, info)
+            else:
+                config = teacher_config(name)
+                self._loaded[name] = load_or_squeeze(config, self.splits, self.cache_dir, self.progress, self.device)
+        return self._loaded[name]

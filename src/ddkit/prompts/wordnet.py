@@ -3,8 +3,8 @@
 
 Only what disambiguation needs: the senses of a lemma in frequency order, each sense's gloss and
 lemmas, and its hypernym closure. Inflected nouns ("dresses", "geese") find their lemma by
-WordNet's own morphology (morphy(7WN)): the exception list noun.exc, then the detachment rules. ImageNet class folders are WordNet noun offsets (n01440764),
-so their sense needs no guessing.
+WordNet's own morphology (morphy(7WN)): the exception list noun.exc, then the detachment rules.
+ImageNet class folders are WordNet noun offsets (n01440764), so their sense needs no guessing.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -44,6 +43,7 @@ class WordNet:
                              "(or set DDKIT_WORDNET to a folder holding index.noun and data.noun), or turn disambiguation off")
         self._index = _read_index(self.root / "index.noun")
         self._exceptions = _read_exceptions(self.root / "noun.exc")
+        self._synsets: dict[int, Synset] = {}
 
     def senses(self, word: str) -> list[Synset]:
         """The noun senses of `word`, most frequent first; an inflected form falls back to its lemma."""
@@ -58,11 +58,12 @@ class WordNet:
         candidates = [form, *self._exceptions.get(form, ()), *detached]
         return next((c for c in candidates if c in self._index), None)
 
-    @lru_cache(maxsize=None)
     def synset(self, offset: int) -> Synset:
-        with open(self.root / "data.noun", "rb") as handle:
-            handle.seek(offset)
-            return _parse_data_line(handle.readline().decode("utf-8"))
+        if offset not in self._synsets:  # every hypernym walk revisits the same few nodes
+            with open(self.root / "data.noun", "rb") as handle:
+                handle.seek(offset)
+                self._synsets[offset] = _parse_data_line(handle.readline().decode("utf-8"))
+        return self._synsets[offset]
 
     def ancestors(self, synset: Synset) -> set[str]:
         """Every lemma on every hypernym path above `synset` (itself included)."""
