@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import pytest
 import torch
 
+from ddkit.cli import main
 from ddkit.data import DatasetConfig, load_dataset
 from ddkit.data.images import DataSplits, ImageSet
 from ddkit.models.teachers import load_or_squeeze, teacher_config
@@ -61,3 +63,32 @@ def tiny_teacher_loader(tiny, tmp_path_factory):
         return loaded[name]
 
     return load
+
+
+class Cli:
+    """The command line, run in-process as a user would type it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+        self.monkeypatch, self.capsys = monkeypatch, capsys
+
+    def __call__(self, *args) -> tuple[int, str]:
+        """(exit code, stdout + stderr) of `ddkit ARGS`."""
+        self.monkeypatch.setattr(sys, "argv", ["ddkit", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as done:
+            code = done.code
+        out = self.capsys.readouterr()
+        return code, out.out + out.err
+
+    def ok(self, *args) -> str:
+        """The output of `ddkit ARGS`, which must succeed."""
+        code, text = self(*args)
+        assert code == 0, text
+        return text
+
+
+@pytest.fixture()
+def cli(monkeypatch, capsys) -> Cli:
+    return Cli(monkeypatch, capsys)

@@ -2,32 +2,14 @@
 
 import json
 import re
-import sys
 
 import pytest
-
-from ddkit.cli import main
 
 LOG_LINE = re.compile(r"\d\d:\d\d:\d\d ")  # outside a terminal, progress and log lines start with the time
 
 
-def ddkit(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["ddkit", *args])
-    with pytest.raises(SystemExit) as done:
-        main()
-    out = capsys.readouterr()
-    return done.value.code, out.out + out.err
-
-
-def run_ok(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["ddkit", *args])
-    main()
-    out = capsys.readouterr()
-    return out.out + out.err
-
-
 @pytest.mark.e2e
-def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
+def test_run_preset_end_to_end_then_resume(tmp_path, cli):
     config = tmp_path / "small.yaml"
     config.write_text(
         "dataset: {name: fashion-mnist, train_per_class: 40}\n"
@@ -35,7 +17,7 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
         "eval_presets: [hard-dsa-quick, soft-kd-quick]\ndiversity_extractors: [mlp]\n"
     )
     out, cache = tmp_path / "run", tmp_path / "cache"
-    printed = run_ok(monkeypatch, capsys, "run", str(config), "--out", str(out), "--cache", str(cache))
+    printed = cli.ok("run", str(config), "--out", str(out), "--cache", str(cache))
     board = json.loads((out / "report" / "leaderboard.json").read_text())
     assert len(board["rows"]) == 3 * 2 * 2 and all(len(r["accuracies"]) == 3 for r in board["rows"])
     assert {(d["method"], d["ipc"]) for d in board["diversity"]} == {(m, i) for m in ("random", "kcenter", "sre2l") for i in (1, 2)}
@@ -52,11 +34,11 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
     victim = next((out / "sets" / "random-ipc1" / "eval").glob("hard-dsa-quick/*/seed-1.json"))
     expected = json.loads(victim.read_text())["test_accuracy"]
     victim.unlink()
-    run_ok(monkeypatch, capsys, "run", str(config), "--out", str(out), "--cache", str(cache))
+    cli.ok("run", str(config), "--out", str(out), "--cache", str(cache))
     assert json.loads(victim.read_text())["test_accuracy"] == expected
     assert json.loads((out / "report" / "leaderboard.json").read_text())["rows"] == board["rows"]
     # The same directory with another config is refused.
-    code, text = ddkit(monkeypatch, capsys, "run", str(config), "--out", str(out), "--cache", str(cache), "--seed=1")
+    code, text = cli("run", str(config), "--out", str(out), "--cache", str(cache), "--seed=1")
     assert code == 2 and "different config (differs at 'seed')" in text
 
 
@@ -85,24 +67,24 @@ def test_run_preset_end_to_end_then_resume(tmp_path, monkeypatch, capsys):
           "--feature_layer=nope"], "feature layer 'nope' is not in UNet2DModel; choose one of:"),
     ],
 )
-def test_user_errors_are_one_line(args, message, tmp_path, monkeypatch, capsys):
+def test_user_errors_are_one_line(args, message, tmp_path, cli):
     (tmp_path / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
-    code, text = ddkit(monkeypatch, capsys, *[a.format(tmp=tmp_path) for a in args])
+    code, text = cli(*[a.format(tmp=tmp_path) for a in args])
     text = "\n".join(line for line in text.splitlines() if not LOG_LINE.match(line))  # progress and log lines before it
     assert code == 2, text
     assert message.format(tmp=tmp_path) in " ".join(text.split()), text
     assert "Traceback" not in text and text.strip().count("\n") == 0, text
 
 
-def test_version(monkeypatch, capsys):
+def test_version(cli):
     from ddkit import __version__
 
-    assert run_ok(monkeypatch, capsys, "--version") == f"ddkit {__version__}\n"  # and main returns: exit 0
+    assert cli.ok("--version") == f"ddkit {__version__}\n"  # and main returns: exit 0
 
 
-def test_list_methods_shows_every_option_with_type_default_and_help(monkeypatch, capsys):
+def test_list_methods_shows_every_option_with_type_default_and_help(monkeypatch, cli):
     monkeypatch.setenv("COLUMNS", "400")  # one line per table row, but for a method's "needs:" line
-    lines = run_ok(monkeypatch, capsys, "list", "methods").splitlines()
+    lines = cli.ok("list", "methods").splitlines()
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.count("│") == 6]
     options, method = {}, None
     for row in cells:
@@ -116,47 +98,47 @@ def test_list_methods_shows_every_option_with_type_default_and_help(monkeypatch,
     assert ["needs: diffusion", "", "", "", ""] in cells and ["needs: diffusion, text", "", "", "", ""] in cells
 
 
-def test_list_presets_includes_the_prompt_vocabularies(monkeypatch, capsys):
+def test_list_presets_includes_the_prompt_vocabularies(monkeypatch, cli):
     monkeypatch.setenv("COLUMNS", "400")
-    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in run_ok(monkeypatch, capsys, "list", "presets").splitlines()]
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in cli.ok("list", "presets").splitlines()]
     assert ["prompts", "fashion-mnist, generic", "--prompts.vocabulary=NAME (prism-dfkd, text-diffusion)"] in rows
 
 
-def test_synthesize_refuses_an_output_of_another_config(tmp_path, monkeypatch, capsys):
+def test_synthesize_refuses_an_output_of_another_config(tmp_path, cli):
     args = ["synthesize", "random", "--ipc", "1", "--out", str(tmp_path / "s"), "--dataset.train_per_class=5"]
-    run_ok(monkeypatch, capsys, *args)
-    run_ok(monkeypatch, capsys, *args)  # same config: reused
-    code, text = ddkit(monkeypatch, capsys, *args[:3], "2", *args[4:])
+    cli.ok(*args)
+    cli.ok(*args)  # same config: reused
+    code, text = cli(*args[:3], "2", *args[4:])
     assert code == 2 and "holds a set made with another ipc" in text
 
 
-def test_synthesize_evaluate_cross_architecture_and_report(tmp_path, monkeypatch, capsys):
+def test_synthesize_evaluate_cross_architecture_and_report(tmp_path, cli):
     out = tmp_path / "set"
-    run_ok(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", str(out), "--dataset.train_per_class=5")
-    printed = run_ok(monkeypatch, capsys, "evaluate", str(out), "--students", "convnet,mlp")  # no --preset: the quick one
+    cli.ok("synthesize", "random", "--ipc", "1", "--out", str(out), "--dataset.train_per_class=5")
+    printed = cli.ok("evaluate", str(out), "--students", "convnet,mlp")  # no --preset: the quick one
     assert "convnet" in printed and "mlp" in printed and "QUICK" in printed
     assert ("no --preset given: hard-dsa-quick gives QUICK numbers (20 epochs, 2,000 test images), for checking the "
             "pipeline, not for comparing methods; pass --preset hard-dsa for the full protocol") in " ".join(printed.split())
     summaries = sorted(p.parent.name for p in (out / "eval" / "hard-dsa-quick").glob("*/summary.json"))
     assert summaries == ["convnet", "mlp"]
-    run_ok(monkeypatch, capsys, "report", str(out))
+    cli.ok("report", str(out))
     assert (out / "report" / "leaderboard.md").read_text().count("| hard-dsa-quick (QUICK) |") == 2
     assert (out / "report" / "grid-set.png").exists()
 
 
-def test_guided_diffusion_from_the_command_line(tmp_path, monkeypatch, capsys):
+def test_guided_diffusion_from_the_command_line(tmp_path, cli):
     """squeeze-prior, then a DAP set with the manifold projection, then its fidelity."""
     common = ["--dataset.train_per_class=20", "--cache", str(tmp_path / "cache")]
-    printed = run_ok(monkeypatch, capsys, "squeeze-prior", "test-unet", *common, "--device", "cpu")
+    printed = cli.ok("squeeze-prior", "test-unet", *common, "--device", "cpu")
     assert "prior test-unet-" in printed and "agreement" in printed
     out = tmp_path / "dap"
-    run_ok(monkeypatch, capsys, "synthesize", "dap", "--ipc", "2", "--out", str(out), *common, "--prior=test-unet",
+    cli.ok("synthesize", "dap", "--ipc", "2", "--out", str(out), *common, "--prior=test-unet",
            "--sampler.steps=3", "--project=true", "--neighbours=12", "--neighbours_final=6", "--tangent_dims=2")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["meta"]["method"] == "dap" and manifest["meta"]["config"]["project"] is True
     assert (out / "images" / "0009_Ankle_boot" / "00001.png").exists()
     guidance = sorted(p.name for p in (out / "curves" / "guidance").glob("*.csv"))  # moved in with the set
     assert len(guidance) == 10 and guidance[0] == "c0000-i00000-00001.csv" and not out.with_name("dap.partial").exists()
-    printed = run_ok(monkeypatch, capsys, "evaluate", str(out), "--preset", "hard-dsa-quick", "--fidelity", "mlp",
+    printed = cli.ok("evaluate", str(out), "--preset", "hard-dsa-quick", "--fidelity", "mlp",
                      "--cache", str(tmp_path / "cache"), "--dataset.train_per_class=20")
     assert "fidelity" in printed and (out / "fidelity" / "mlp.json").exists()

@@ -15,22 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ddkit.cli import main
-
 TINY_DATA = "--dataset.train_per_class=20"
 QUICK_MLP = ["--train.epochs=1", TINY_DATA]
-
-
-def ddkit(monkeypatch, capsys, *args):
-    """Run the CLI in-process; (exit code, stderr+stdout)."""
-    monkeypatch.setattr(sys, "argv", ["ddkit", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as done:
-        code = done.code
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def one_line_error(text: str) -> str:
@@ -63,37 +49,37 @@ def user_folder(tmp_path):
     ["evaluate", "{user}"],
     ["report", "{user}"],
 ])
-def test_a_users_folder_is_never_emptied(monkeypatch, capsys, user_folder, command):
+def test_a_users_folder_is_never_emptied(user_folder, command, cli):
     before = snapshot(user_folder)
-    code, text = ddkit(monkeypatch, capsys, *[c.format(user=user_folder) for c in command])
+    code, text = cli(*[c.format(user=user_folder) for c in command])
     assert code == 2 and str(user_folder) in one_line_error(text)
     assert snapshot(user_folder) == before and sorted(p.name for p in user_folder.parent.iterdir()) == ["my-folder"]
 
 
-def test_a_users_folder_where_the_work_folder_goes_is_refused(monkeypatch, capsys, user_folder):
+def test_a_users_folder_where_the_work_folder_goes_is_refused(user_folder, cli):
     partial = user_folder.rename(user_folder.with_name("set.partial"))
     before = snapshot(partial)
-    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", partial.with_name("set"))
+    code, text = cli("synthesize", "random", "--ipc", "1", "--out", partial.with_name("set"))
     assert code == 2 and "set.partial already exists and is not a work folder made by ddkit" in one_line_error(text)
     assert snapshot(partial) == before
 
 
 @pytest.mark.parametrize("command", [["squeeze", "mlp", *QUICK_MLP], ["squeeze-prior", "test-unet", "--check_teacher=mlp", TINY_DATA]])
-def test_a_cache_inside_a_users_folder_adds_its_entries_and_touches_nothing_else(monkeypatch, capsys, user_folder, command):
+def test_a_cache_inside_a_users_folder_adds_its_entries_and_touches_nothing_else(user_folder, command, cli):
     before = snapshot(user_folder)
-    code, text = ddkit(monkeypatch, capsys, *command, "--cache", user_folder)
+    code, text = cli(*command, "--cache", user_folder)
     assert code == 0, text
     after = snapshot(user_folder)
     assert {k: v for k, v in after.items() if k in before} == before
     assert all(k.startswith(("teachers/", "priors/")) for k in set(after) - set(before))
 
 
-def test_a_ddkit_set_of_the_same_config_is_reused_and_another_config_is_refused(monkeypatch, capsys, tmp_path):
+def test_a_ddkit_set_of_the_same_config_is_reused_and_another_config_is_refused(tmp_path, cli):
     out = tmp_path / "set"
-    assert ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", out)[0] == 0
+    assert cli("synthesize", "random", "--ipc", "1", "--out", out)[0] == 0
     made = snapshot(out)
-    assert ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", out)[0] == 0
-    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--seed", "1", "--out", out)
+    assert cli("synthesize", "random", "--ipc", "1", "--out", out)[0] == 0
+    code, text = cli("synthesize", "random", "--ipc", "1", "--seed", "1", "--out", out)
     assert code == 2 and "holds a set made with another seed" in one_line_error(text)
     assert snapshot(out) == made
 
@@ -109,17 +95,17 @@ def test_a_ddkit_set_of_the_same_config_is_reused_and_another_config_is_refused(
     (["synthesize", "dap", "--ipc", "1", "--out", "x", "--sampler.steps=0"], "sampler: steps must be at least 1"),
     (["synthesize", "random", "--ipc", "1", "--out", "x", "--dataset.val_size=1e9"], "val_size"),
 ])
-def test_usage_errors_are_one_line_with_exit_2(monkeypatch, capsys, tmp_path, args, message):
+def test_usage_errors_are_one_line_with_exit_2(monkeypatch, tmp_path, args, message, cli):
     monkeypatch.chdir(tmp_path)
-    code, text = ddkit(monkeypatch, capsys, *args)
+    code, text = cli(*args)
     assert code == 2 and message in one_line_error(text)
     assert not any(tmp_path.iterdir())
 
 
-def test_out_naming_a_file_is_refused(monkeypatch, capsys, tmp_path):
+def test_out_naming_a_file_is_refused(tmp_path, cli):
     target = tmp_path / "report.pdf"
     target.write_bytes(b"%PDF")
-    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", target)
+    code, text = cli("synthesize", "random", "--ipc", "1", "--out", target)
     assert code == 2 and "report.pdf is a file, not a folder" in one_line_error(text)
     assert target.read_bytes() == b"%PDF"
 
@@ -167,25 +153,25 @@ def mount_tmpfs(tmp_path):
         subprocess.run(["umount", str(point)], check=True)
 
 
-def test_a_full_disk_while_writing_a_set_is_one_line_and_leaves_no_half_written_set(monkeypatch, capsys, mount_tmpfs):
+def test_a_full_disk_while_writing_a_set_is_one_line_and_leaves_no_half_written_set(mount_tmpfs, cli):
     disk = mount_tmpfs("small", 128)
-    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "20", "--out", disk / "set")
+    code, text = cli("synthesize", "random", "--ipc", "20", "--out", disk / "set")
     assert code == 2 and "No space left on device" in one_line_error(text)
     assert not (disk / "set").exists() and not list(disk.glob(".set.*"))  # no set, no temp folders
 
 
-def test_read_only_outputs_fail_before_any_work(monkeypatch, capsys, mount_tmpfs, tmp_path):
+def test_read_only_outputs_fail_before_any_work(mount_tmpfs, tmp_path, cli):
     disk = mount_tmpfs("ro", 1024, read_only=True)
     for args in (["synthesize", "random", "--ipc", "1", "--out", disk / "set"],
                  ["run", "demo", "--out", disk / "run"],
                  ["squeeze", "mlp", *QUICK_MLP, "--cache", disk / "cache"]):
-        code, text = ddkit(monkeypatch, capsys, *args)
+        code, text = cli(*args)
         assert code == 2 and "Read-only file system" in one_line_error(text), args
 
 
-def test_evaluate_finds_a_full_or_read_only_set_folder_before_training(monkeypatch, capsys, mount_tmpfs):
+def test_evaluate_finds_a_full_or_read_only_set_folder_before_training(mount_tmpfs, cli):
     disk = mount_tmpfs("set-disk", 512)
-    assert ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", disk / "set")[0] == 0
+    assert cli("synthesize", "random", "--ipc", "1", "--out", disk / "set")[0] == 0
     filler = disk / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
     try:  # fill the disk to the last page
@@ -196,31 +182,31 @@ def test_evaluate_finds_a_full_or_read_only_set_folder_before_training(monkeypat
     finally:
         os.close(fd)
     started = time.perf_counter()
-    code, text = ddkit(monkeypatch, capsys, "evaluate", disk / "set", "--preset", "hard-dsa-quick")
+    code, text = cli("evaluate", disk / "set", "--preset", "hard-dsa-quick")
     assert code == 2 and "No space left on device" in one_line_error(text)
     assert time.perf_counter() - started < 30 and not (disk / "set" / "eval").exists()
     filler.unlink()
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-    code, text = ddkit(monkeypatch, capsys, "evaluate", disk / "set")
+    code, text = cli("evaluate", disk / "set")
     assert code == 2 and "Read-only file system" in one_line_error(text)
 
 
-def test_unreadable_work_items_are_made_again(monkeypatch, capsys, tmp_path, caplog):
+def test_unreadable_work_items_are_made_again(monkeypatch, tmp_path, caplog, cli):
     from ddkit.data import DistilledSet
 
     args = ["synthesize", "sre2l", "--ipc", "2", "--iterations=3", "--cache", tmp_path / "cache", TINY_DATA]
-    assert ddkit(monkeypatch, capsys, *args, "--out", tmp_path / "clean")[0] == 0
+    assert cli(*args, "--out", tmp_path / "clean")[0] == 0
     # An interrupted run whose work folder a crash (a truncated item) and a stray file (a foreign one) damaged:
     def interrupted(self, path, folders=None):
         raise KeyboardInterrupt
     with monkeypatch.context() as patch:
         patch.setattr(DistilledSet, "save", interrupted)
-        assert ddkit(monkeypatch, capsys, *args, "--out", tmp_path / "resumed")[0] == 130
+        assert cli(*args, "--out", tmp_path / "resumed")[0] == 130
     items = sorted((tmp_path / "resumed.partial").glob("*.safetensors"))
     assert len(items) >= 2
     items[0].write_bytes(items[0].read_bytes()[:100])
     items[1].write_bytes(b"not a tensor file")
-    code, text = ddkit(monkeypatch, capsys, *args, "--out", tmp_path / "resumed")
+    code, text = cli(*args, "--out", tmp_path / "resumed")
     assert code == 0, text
     assert caplog.text.count("is unreadable") == 2 and items[0].name in caplog.text
     assert (DistilledSet.load(tmp_path / "resumed").images == DistilledSet.load(tmp_path / "clean").images).all()
@@ -228,34 +214,34 @@ def test_unreadable_work_items_are_made_again(monkeypatch, capsys, tmp_path, cap
 
 # -- 3. Integrity of what is cached --------------------------------------------------------------
 
-def test_a_damaged_cached_teacher_is_reported_and_squeezed_again(monkeypatch, capsys, tmp_path, caplog):
+def test_a_damaged_cached_teacher_is_reported_and_squeezed_again(tmp_path, caplog, cli):
     cache = tmp_path / "cache"
-    assert ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
+    assert cli("squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
     weights = next(cache.glob("teachers/*/mlp-*/model.safetensors"))
     good = weights.read_bytes()
     damaged = bytearray(good)
     damaged[-600:-200] = bytes(400)  # 400 overwritten bytes inside the tensors: the file still parses
     weights.write_bytes(bytes(damaged))
-    code, text = ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)
+    code, text = cli("squeeze", "mlp", *QUICK_MLP, "--cache", cache)
     assert code == 0, text
     assert caplog.text.count("is damaged") == 1 and "does not match its checksum" in caplog.text
     assert weights.read_bytes() == good  # squeezed again, bit-identical on the CPU
     caplog.clear()
-    assert ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
+    assert cli("squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
     assert "is damaged" not in caplog.text
     weights.write_bytes(good[:50])  # truncated: fails to load at all
-    assert ddkit(monkeypatch, capsys, "squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
+    assert cli("squeeze", "mlp", *QUICK_MLP, "--cache", cache)[0] == 0
     assert weights.read_bytes() == good
 
 
-def test_a_damaged_cached_prior_is_reported_and_trained_again(monkeypatch, capsys, tmp_path, caplog):
+def test_a_damaged_cached_prior_is_reported_and_trained_again(tmp_path, caplog, cli):
     cache = tmp_path / "cache"
     args = ["squeeze-prior", "test-unet", "--check_teacher=mlp", TINY_DATA, "--cache", cache]
-    assert ddkit(monkeypatch, capsys, *args)[0] == 0
+    assert cli(*args)[0] == 0
     weights = next(cache.glob("priors/*/test-unet-*/unet/diffusion_pytorch_model.safetensors"))
     good = weights.read_bytes()
     weights.write_bytes(good[:-400] + bytes(400))
-    assert ddkit(monkeypatch, capsys, *args)[0] == 0
+    assert cli(*args)[0] == 0
     assert caplog.text.count("training it again") == 1 and "does not match its checksum" in caplog.text
     assert weights.read_bytes() == good
 
@@ -328,24 +314,24 @@ def _arrays_cases():
 
 
 @pytest.mark.parametrize("changes, cause", _arrays_cases())
-def test_bad_arrays_are_one_line_through_the_cli(monkeypatch, capsys, tmp_path, changes, cause):
+def test_bad_arrays_are_one_line_through_the_cli(tmp_path, changes, cause, cli):
     source = _arrays(tmp_path / "data.npz", **changes)
-    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", tmp_path / "set",
+    code, text = cli("synthesize", "random", "--ipc", "1", "--out", tmp_path / "set",
                        "--dataset", "arrays", "--data-root", source, "--dataset.val_size=3")
     assert code == 2 and cause in one_line_error(text) and not (tmp_path / "set").exists()
 
 
-def test_an_empty_class_is_named_as_the_reason_no_ipc_fits(monkeypatch, capsys, tmp_path):
+def test_an_empty_class_is_named_as_the_reason_no_ipc_fits(tmp_path, cli):
     import numpy as np
 
     labels = np.arange(60) % 2  # class 2 of ["a", "b", "c"] has no image
     source = _arrays(tmp_path / "data.npz", y_train=labels, y_test=np.arange(30) % 3, class_names=np.array(["a", "b", "c"]))
-    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", tmp_path / "set",
+    code, text = cli("synthesize", "random", "--ipc", "1", "--out", tmp_path / "set",
                        "--dataset", "arrays", "--data-root", source, "--dataset.val_size=3")
     assert code == 2 and "'c'" in one_line_error(text) and "from 1 to 0" not in text
 
 
-def test_a_corrupt_fashion_mnist_gzip_is_one_line_through_the_cli(monkeypatch, capsys, tmp_path):
+def test_a_corrupt_fashion_mnist_gzip_is_one_line_through_the_cli(tmp_path, cli):
     import shutil
 
     from ddkit.data.fashion_mnist import DEFAULT_ROOT
@@ -355,7 +341,7 @@ def test_a_corrupt_fashion_mnist_gzip_is_one_line_through_the_cli(monkeypatch, c
     damaged = bytearray((root / "t10k-labels-idx1-ubyte.gz").read_bytes())
     damaged[10] = 0xFF  # the first deflate block header: a reserved block type
     (root / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(damaged))
-    code, text = ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", tmp_path / "set", "--data-root", root)
+    code, text = cli("synthesize", "random", "--ipc", "1", "--out", tmp_path / "set", "--data-root", root)
     assert code == 2 and "t10k-labels-idx1-ubyte.gz is corrupt" in one_line_error(text)
 
 
@@ -364,13 +350,13 @@ def test_a_corrupt_fashion_mnist_gzip_is_one_line_through_the_cli(monkeypatch, c
     ("labels-out-of-range", "is outside the set's 10 classes"),
     ("tensors-changed", "does not match its checksum"),
 ])
-def test_a_damaged_set_is_one_line_through_evaluate(monkeypatch, capsys, tmp_path, damage, cause):
+def test_a_damaged_set_is_one_line_through_evaluate(tmp_path, damage, cause, cli):
     from safetensors.torch import load_file, save_file
 
     from ddkit.runs import sha256_file
 
     out = tmp_path / "set"
-    assert ddkit(monkeypatch, capsys, "synthesize", "random", "--ipc", "1", "--out", out)[0] == 0
+    assert cli("synthesize", "random", "--ipc", "1", "--out", out)[0] == 0
     manifest = json.loads((out / "manifest.json").read_text())
     tensors = out / "tensors.safetensors"
     if damage == "manifest-list":
@@ -384,5 +370,5 @@ def test_a_damaged_set_is_one_line_through_evaluate(monkeypatch, capsys, tmp_pat
             manifest["checksums"]["tensors.safetensors"] = sha256_file(tensors)
             (out / "manifest.json").write_text(json.dumps(manifest))
     before = snapshot(out)
-    code, text = ddkit(monkeypatch, capsys, "evaluate", out)
+    code, text = cli("evaluate", out)
     assert code == 2 and cause in one_line_error(text) and snapshot(out) == before

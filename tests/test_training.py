@@ -17,19 +17,24 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_fit_resumes_to_the_same_weights(tiny, tmp_path):
-    straight = fit(small_model(), tiny.train, RECIPE, seed=5)
+def loss_that_dies_at(batch_number: int, labels: torch.Tensor):
+    """The hard-label loss, until it raises Interrupt at the `batch_number`-th batch (5 per epoch here)."""
     calls = {"n": 0}
-    plain = hard_label_loss(tiny.train.labels)
+    plain = hard_label_loss(labels)
 
-    def dies_in_epoch_two(logits, batch):
+    def loss(logits, batch):
         calls["n"] += 1
-        if calls["n"] == 7:  # 5 batches per epoch: the 2nd batch of epoch 2
+        if calls["n"] == batch_number:
             raise Interrupt
         return plain(logits, batch)
 
-    with pytest.raises(Interrupt):
-        fit(small_model(), tiny.train, RECIPE, seed=5, loss_fn=dies_in_epoch_two, checkpoint=tmp_path / "resume.pt")
+    return loss
+
+
+def test_interrupted_fit_resumes_to_the_same_weights(tiny, tmp_path):
+    straight = fit(small_model(), tiny.train, RECIPE, seed=5)
+    with pytest.raises(Interrupt):  # in the 2nd batch of epoch 2
+        fit(small_model(), tiny.train, RECIPE, seed=5, loss_fn=loss_that_dies_at(7, tiny.train.labels), checkpoint=tmp_path / "resume.pt")
     assert (tmp_path / "resume.pt").exists()
     resumed = fit(small_model(), tiny.train, RECIPE, seed=5, checkpoint=tmp_path / "resume.pt")
     for key, value in straight.state_dict().items():
@@ -37,18 +42,9 @@ def test_interrupted_fit_resumes_to_the_same_weights(tiny, tmp_path):
 
 
 def test_fit_logs_each_epoch_to_csv_and_tensorboard_and_a_resume_does_not_repeat_epochs(tiny, tmp_path):
-    calls = {"n": 0}
-    plain = hard_label_loss(tiny.train.labels)
-
-    def dies_in_epoch_three(logits, batch):
-        calls["n"] += 1
-        if calls["n"] == 12:  # 5 batches per epoch: the 2nd batch of epoch 3
-            raise Interrupt
-        return plain(logits, batch)
-
     curve = tmp_path / "curves"
-    with pytest.raises(Interrupt):
-        fit(small_model(), tiny.train, RECIPE, seed=5, loss_fn=dies_in_epoch_three, checkpoint=tmp_path / "resume.pt",
+    with pytest.raises(Interrupt):  # in the 2nd batch of epoch 3
+        fit(small_model(), tiny.train, RECIPE, seed=5, loss_fn=loss_that_dies_at(12, tiny.train.labels), checkpoint=tmp_path / "resume.pt",
             curves=CurveLog(curve, "train"))
     fit(small_model(), tiny.train, RECIPE, seed=5, checkpoint=tmp_path / "resume.pt", curves=CurveLog(curve, "train"))
     rows = read_rows(curve / "train.csv")

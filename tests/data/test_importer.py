@@ -1,7 +1,6 @@
 """`ddkit import` through the real CLI: sets exported by a short script (PNG folder, .npz, .pt), then scored."""
 
 import json
-import sys
 from dataclasses import replace
 
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from ddkit.cli import main
 from ddkit.config import build
 from ddkit.data import DatasetConfig, load_dataset
 from ddkit.data.distilled import DistilledSet
@@ -18,18 +16,6 @@ from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.models import ModelSpec
 
 TINY_CLASSES = ("ant", "bee", "cat")
-
-
-def ddkit(monkeypatch, capsys, *args):
-    """(exit code, printed text) of one CLI call."""
-    monkeypatch.setattr(sys, "argv", ["ddkit", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as done:
-        code = done.code
-    out = capsys.readouterr()
-    return code, " ".join((out.out + out.err).split())
 
 
 def export_pngs(root, images, labels, folder_names):
@@ -61,13 +47,13 @@ def set_arrays(count=6, size=8, seed=1):
     return rng.integers(0, 256, (count, size, size), dtype=np.uint8), labels
 
 
-def test_a_png_folder_imports_exactly_against_fashion_mnist(fmnist, tmp_path, monkeypatch, capsys):
+def test_a_png_folder_imports_exactly_against_fashion_mnist(fmnist, tmp_path, cli):
     first = torch.stack([fmnist.test.indices_of(c)[0] for c in range(10)])
     pixels = (fmnist.test.images[first, 0] * 255).round().to(torch.uint8).numpy()
     # Every naming another tool might use: the name escaped, ddkit's NNNN_Name, the index, the name as it is.
     folders = ["T-shirt_top", "0001_Trouser", "2", *CLASS_NAMES[3:]]
     export_pngs(tmp_path / "src", pixels, list(range(10)), folders)
-    code, text = ddkit(monkeypatch, capsys, "import", tmp_path / "src", "--out", tmp_path / "set")
+    code, text = cli("import", tmp_path / "src", "--out", tmp_path / "set")
     assert code == 0 and "10 images (1 per class)" in text, text
     imported = DistilledSet.load(tmp_path / "set")
     assert imported.class_names == CLASS_NAMES and sorted(imported.labels.tolist()) == list(range(10))
@@ -79,32 +65,32 @@ def test_a_png_folder_imports_exactly_against_fashion_mnist(fmnist, tmp_path, mo
     assert meta["dataset"]["name"] == "fashion-mnist" and meta["ipc"] == 1
 
 
-def test_an_npz_of_uint8_imports_exactly_and_scores_under_a_frozen_preset(tiny_dataset, tmp_path, monkeypatch, capsys):
+def test_an_npz_of_uint8_imports_exactly_and_scores_under_a_frozen_preset(tiny_dataset, tmp_path, cli):
     images, labels = set_arrays()
     np.savez(tmp_path / "set.npz", images=images, labels=labels)
-    code, text = ddkit(monkeypatch, capsys, "import", tmp_path / "set.npz", "--out", tmp_path / "set", *tiny_dataset)
+    code, text = cli("import", tmp_path / "set.npz", "--out", tmp_path / "set", *tiny_dataset)
     assert code == 0, text
     imported = DistilledSet.load(tmp_path / "set")
     assert torch.equal((imported.images[:, 0] * 255).round().to(torch.uint8), torch.from_numpy(images))
     assert imported.class_names == TINY_CLASSES and imported.soft_labels is None
-    code, text = ddkit(monkeypatch, capsys, "evaluate", tmp_path / "set", "--preset", "hard-dsa-quick", "--device", "cpu")
+    code, text = cli("evaluate", tmp_path / "set", "--preset", "hard-dsa-quick", "--device", "cpu")
     assert code == 0 and "hard-dsa-quick" in text and "QUICK" in text, text
     (result,) = (tmp_path / "set" / "eval" / "hard-dsa-quick").glob("*/summary.json")
     assert 0 <= json.loads(result.read_text())["mean"] <= 100
     # The same import again is the same set; another source at that --out is refused.
-    code, text = ddkit(monkeypatch, capsys, "import", tmp_path / "set.npz", "--out", tmp_path / "set", *tiny_dataset)
+    code, text = cli("import", tmp_path / "set.npz", "--out", tmp_path / "set", *tiny_dataset)
     assert code == 0 and result.exists(), text
     np.savez(tmp_path / "other.npz", images=images[::-1], labels=labels)
-    code, text = ddkit(monkeypatch, capsys, "import", tmp_path / "other.npz", "--out", tmp_path / "set", *tiny_dataset)
+    code, text = cli("import", tmp_path / "other.npz", "--out", tmp_path / "set", *tiny_dataset)
     assert code == 2 and "holds a set made with another source_sha256" in text and result.exists(), text
 
 
-def test_a_pt_with_float_images_and_soft_labels_scores_under_soft_set(tiny_dataset, tmp_path, monkeypatch, capsys):
+def test_a_pt_with_float_images_and_soft_labels_scores_under_soft_set(tiny_dataset, tmp_path, cli):
     images, labels = set_arrays()
     soft = torch.softmax(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), dim=1)
     floats = torch.from_numpy(images).float()[:, None] / 255
     torch.save({"images": floats, "labels": torch.from_numpy(labels), "soft_labels": soft}, tmp_path / "set.pt")
-    code, text = ddkit(monkeypatch, capsys, "import", tmp_path / "set.pt", "--out", tmp_path / "set", *tiny_dataset)
+    code, text = cli("import", tmp_path / "set.pt", "--out", tmp_path / "set", *tiny_dataset)
     assert code == 0 and "with soft labels" in text, text
     imported = DistilledSet.load(tmp_path / "set")
     assert torch.equal(imported.images, floats) and torch.equal(imported.soft_labels, soft)
@@ -117,25 +103,25 @@ def test_a_pt_with_float_images_and_soft_labels_scores_under_soft_set(tiny_datas
     # Logits are softmaxed when asked; images normalised with the dataset's stats are mapped back to pixels.
     normalised = (floats - imported.mean[0]) / imported.std[0]
     torch.save({"images": normalised, "labels": torch.from_numpy(labels), "soft_labels": soft.log() + 3.0}, tmp_path / "z.pt")
-    code, text = ddkit(monkeypatch, capsys, "import", tmp_path / "z.pt", "--out", tmp_path / "z", *tiny_dataset,
+    code, text = cli("import", tmp_path / "z.pt", "--out", tmp_path / "z", *tiny_dataset,
                        "--soft-logits", "--normalised")
     assert code == 0, text
     again = DistilledSet.load(tmp_path / "z")
     assert torch.allclose(again.soft_labels, soft, atol=1e-6) and torch.allclose(again.images, floats, atol=1e-6)
 
 
-def test_a_soft_set_preset_on_a_set_without_soft_labels_is_one_line(tiny_dataset, tmp_path, monkeypatch, capsys):
+def test_a_soft_set_preset_on_a_set_without_soft_labels_is_one_line(tiny_dataset, tmp_path, cli):
     images, labels = set_arrays()
     np.savez(tmp_path / "set.npz", images=images, labels=labels)
-    assert ddkit(monkeypatch, capsys, "import", tmp_path / "set.npz", "--out", tmp_path / "set", *tiny_dataset)[0] == 0
-    code, text = ddkit(monkeypatch, capsys, "evaluate", tmp_path / "set", "--preset", "soft-set-quick")
+    assert cli("import", tmp_path / "set.npz", "--out", tmp_path / "set", *tiny_dataset)[0] == 0
+    code, text = cli("evaluate", tmp_path / "set", "--preset", "soft-set-quick")
     assert code == 2 and "learns from the set's own soft labels, but this set has none" in text, text
 
 
-def test_resize_makes_other_sizes_fit(tiny_dataset, tmp_path, monkeypatch, capsys):
+def test_resize_makes_other_sizes_fit(tiny_dataset, tmp_path, cli):
     images, labels = set_arrays(size=16)
     np.savez(tmp_path / "big.npz", images=images, labels=labels)
-    code, text = ddkit(monkeypatch, capsys, "import", tmp_path / "big.npz", "--out", tmp_path / "set", *tiny_dataset, "--resize")
+    code, text = cli("import", tmp_path / "big.npz", "--out", tmp_path / "set", *tiny_dataset, "--resize")
     assert code == 0, text
     assert DistilledSet.load(tmp_path / "set").images.shape == (6, 1, 8, 8)
 
@@ -193,18 +179,18 @@ def write_bad_source(tmp_path, case):
         ("unknown folder", [], "{tmp}/bad/cow matches no class; name class folders by class name ('ant', 'bee', 'cat'), by index (0 to 2)"),
     ],
 )
-def test_bad_sources_are_one_line(case, extra, message, tiny_dataset, tmp_path, monkeypatch, capsys):
+def test_bad_sources_are_one_line(case, extra, message, tiny_dataset, tmp_path, cli):
     source = write_bad_source(tmp_path, case)
-    code, text = ddkit(monkeypatch, capsys, "import", source, "--out", tmp_path / "set", *tiny_dataset, *extra)
+    code, text = cli("import", source, "--out", tmp_path / "set", *tiny_dataset, *extra)
     assert code == 2 and message.format(tmp=tmp_path) in text, text
     assert "Traceback" not in text and not (tmp_path / "set").exists()
 
 
-def test_an_existing_folder_that_is_not_a_set_is_left_alone(tmp_path, monkeypatch, capsys, tiny_dataset):
+def test_an_existing_folder_that_is_not_a_set_is_left_alone(tmp_path, tiny_dataset, cli):
     images, labels = set_arrays()
     np.savez(tmp_path / "set.npz", images=images, labels=labels)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    code, text = ddkit(monkeypatch, capsys, "import", tmp_path / "set.npz", "--out", tmp_path / "mine", *tiny_dataset)
+    code, text = cli("import", tmp_path / "set.npz", "--out", tmp_path / "mine", *tiny_dataset)
     assert code == 2 and "mine already exists and is not a distilled set made by ddkit" in text, text
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
