@@ -360,7 +360,8 @@ def main() -> None:
     except typer.TyperException as err:  # typer's (vendored click) usage errors: bad value, missing option, no such command
         context = getattr(err, "ctx", None)
         command = f"ddkit {context.info_name} --help" if context and context.parent else "ddkit --help"
-        _fail(f"{err.format_message().rstrip('.')}; see '{command}'")
+        message = err.format_message().rstrip(".")
+        _fail(f"{message}{' ' if message.endswith('?') else '; '}see '{command}'")
     except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED
     except (OSError, SafetensorError) as err:
