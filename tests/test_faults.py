@@ -384,3 +384,11 @@ def test_a_damaged_set_is_one_line_through_evaluate(tmp_path, damage, cause, cli
     before = snapshot(out)
     code, text = cli("evaluate", out)
     assert code == 2 and cause in one_line_error(text) and snapshot(out) == before
+
+
+def test_every_preset_must_fit_the_set_before_a_student_trains(cli, tmp_path):
+    out = tmp_path / "set"
+    cli.ok("synthesize", "random", "--ipc", "1", "--out", out)
+    code, text = cli("evaluate", out, "--preset", "hard-dsa-quick", "--preset", "soft-set-quick")
+    assert code == 2 and "learns from the set's own soft labels, but this set has none" in one_line_error(text)
+    assert not (out / "eval").exists()

@@ -229,6 +229,7 @@ def evaluate(
     from ddkit.evaluate import evaluate_set, load_eval_preset
     from ddkit.evaluate.diversity import measure_diversity
     from ddkit.evaluate.fidelity import measure_fidelity
+    from ddkit.evaluate.students import check_preset_fits
     from ddkit.models import ModelSpec
     from ddkit.models.teachers import TeacherPool
     from ddkit.runs import check_writable
@@ -241,6 +242,9 @@ def evaluate(
     if not preset:
         preset = [QUICK_PRESET]
         console.print(_quick_notice(), highlight=False, soft_wrap=True)
+    presets = [load_eval_preset(name) for name in preset]
+    for chosen in presets:  # every preset must fit before the first student trains
+        check_preset_fits(chosen, distilled)
     source = distilled.meta.get("dataset", {}) | dataset_overrides | ({"root": data_root} if data_root else {})
     splits = load_dataset(build(DatasetConfig, source, where="dataset"))
     specs = [ModelSpec(s.strip()) for s in students.split(",")] if students else None
@@ -258,8 +262,8 @@ def evaluate(
                          f"P {record['precision']:.2f} R {record['recall']:.2f} D {record['density']:.2f} "
                          f"C {record['coverage']:.2f} FID {record['fid']:.4g} KID {record['kid_mean']:.3g} "
                          f"(real: FID {real['fid']:.4g} C {real['coverage']:.2f})", "", "–"])
-        for name in preset:
-            for summary in evaluate_set(distilled, load_eval_preset(name), splits, distilled_set / "eval", specs, teachers, progress, target):
+        for chosen in presets:
+            for summary in evaluate_set(distilled, chosen, splits, distilled_set / "eval", specs, teachers, progress, target):
                 rows.append([summary.preset + (" QUICK" if summary.quick else ""), summary.student, summary.text(),
                              ", ".join(f"{a:.2f}" for a in summary.accuracies), summary.teacher or "–"])
                 if summary.shift_means:

@@ -153,12 +153,17 @@ def evaluate_set(
 
     Nothing is trained before the results folder has proven writable, and one process at a time
     evaluates a set (another waits, then reuses the seeds it finished)."""
-    if preset.labels == "soft-set" and distilled.soft_labels is None:
-        raise DDKitError(f"preset {preset.name} learns from the set's own soft labels, but this set has none; "
-                         "import one with soft labels ('ddkit import') or choose another preset")
+    check_preset_fits(preset, distilled)
     check_writable(results_dir)
     with exclusive(results_dir, f"evaluations of {Path(results_dir).parent}"):
         return _evaluate_set(distilled, preset, splits, results_dir, students, teacher_loader, progress, device)
+
+
+def check_preset_fits(preset: EvalPreset, distilled: DistilledSet) -> None:
+    """Refuse a preset the set cannot be evaluated under, before anything trains."""
+    if preset.labels == "soft-set" and distilled.soft_labels is None:
+        raise DDKitError(f"preset {preset.name} learns from the set's own soft labels, but this set has none; "
+                         "import one with soft labels ('ddkit import') or choose another preset")
 
 
 def _evaluate_set(
