@@ -187,8 +187,6 @@ def resolve_prior(
 
 def _load_cached(folder: Path, device: torch.device) -> Optional[Prior]:
     """A finished cache entry, verified against its checksums; None if absent or damaged (then it is re-trained)."""
-    if not (folder / PRIOR_META).is_file():
-        return None
     try:
         return _load_verified(folder, device)
     except DDKitError as err:
@@ -198,8 +196,6 @@ def _load_cached(folder: Path, device: torch.device) -> Optional[Prior]:
 
 
 def _load_shipped(folder: Path, device: torch.device) -> Optional[Prior]:
-    if not (folder / PRIOR_META).is_file():
-        return None
     try:
         return _load_verified(folder, device)
     except DDKitError as err:
@@ -207,7 +203,10 @@ def _load_shipped(folder: Path, device: torch.device) -> Optional[Prior]:
                          "or train it into the cache with 'ddkit squeeze-prior --retrain'") from None
 
 
-def _load_verified(folder: Path, device: torch.device) -> Prior:
+def _load_verified(folder: Path, device: torch.device) -> Optional[Prior]:
+    """ddkit's prior in `folder`, checked against its checksums; None when there is none."""
+    if not (folder / PRIOR_META).is_file():
+        return None
     meta = read_json(folder / PRIOR_META)
     if "checksums" not in meta:  # written before checksums existed: trusted only because it loads
         prior = load_prior(folder, device)
