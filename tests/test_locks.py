@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from ddkit.errors import DDKitError
 from ddkit.locks import exclusive, lock_path
 
 HOLDER = """
@@ -53,6 +54,14 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     with exclusive(out, "the test output"):
         pass
     assert time.perf_counter() - started < 5 and not out.exists()
+
+
+def test_a_users_file_where_the_lock_goes_is_left_alone(tmp_path):
+    lock_path(tmp_path / "x").write_text("my notes")
+    with pytest.raises(DDKitError, match=r"x.lock exists and is not a ddkit lock file; move it away"):
+        with exclusive(tmp_path / "x", "x"):
+            pass
+    assert lock_path(tmp_path / "x").read_text() == "my notes"
 
 
 def test_the_lock_is_released_on_errors(tmp_path):

@@ -22,6 +22,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
+from ddkit.errors import DDKitError
+
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
@@ -38,6 +40,10 @@ def exclusive(output: Path, what: str) -> Iterator[None]:
     path = lock_path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _acquire(path, what)
+    if not _is_ddkit_lock(fd):
+        _unlock(fd)  # the file stays: it is not ddkit's to empty or remove
+        raise DDKitError(f"{path} exists and is not a ddkit lock file; move it away (ddkit locks <output>.lock "
+                         "beside what it makes)")
     try:
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": what,
@@ -47,9 +53,25 @@ def exclusive(output: Path, what: str) -> Iterator[None]:
         # Unlink before unlocking: a waiter that then gets the lock sees that the path no longer
         # names its file and starts again on a fresh one, so two holders never coexist.
         path.unlink(missing_ok=True)
-        with suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        _unlock(fd)
+
+
+def _unlock(fd: int) -> None:
+    with suppress(OSError):  # a file system without locks never locked it
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def _is_ddkit_lock(fd: int) -> bool:
+    """Empty (just made, or left by a killed holder mid-start) or a holder note ddkit wrote."""
+    content = os.pread(fd, 4096, 0)
+    if not content:
+        return True
+    try:
+        note = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(note, dict) and {"pid", "host", "what"} <= note.keys()
 
 
 def _acquire(path: Path, what: str) -> int:
@@ -71,8 +93,7 @@ def _acquire(path: Path, what: str) -> int:
             return fd
         if _same_file(fd, path):
             return fd
-        fcntl.flock(fd, fcntl.LOCK_UN)  # the previous holder removed this file: take a fresh one
-        os.close(fd)
+        _unlock(fd)  # the previous holder removed this file: take a fresh one
 
 
 def _same_file(fd: int, path: Path) -> bool:
