@@ -95,7 +95,7 @@ def epoch_batches(data: ImageSet, recipe: TrainRecipe, generator: torch.Generato
     augment = AUGMENTATIONS.get(recipe.augmentation)
     order = torch.randperm(len(data), generator=generator)
     for index in order.split(recipe.batch_size):
-        yield index, augment(data.images[index], (data.mean, data.std), generator)
+        yield index, augment(data.load(index), (data.mean, data.std), generator)
 
 
 def fit(

@@ -42,6 +42,10 @@ class ImageSet:
     def indices_of(self, label: int) -> torch.Tensor:
         return torch.nonzero(self.labels == label).flatten()
 
+    def load(self, indices: torch.Tensor) -> torch.Tensor:
+        """The images at `indices`, float32 NCHW in [0, 1]: how every stage reads real pixels."""
+        return self.images[indices]
+
     def subset(self, indices: torch.Tensor) -> "ImageSet":
         return ImageSet(self.images[indices], self.labels[indices], self.class_names, self.mean, self.std)
 
