@@ -93,6 +93,8 @@ def make_set(
         result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir,
                                                               priors, curves))
         result.meta["dataset"] = to_dict(dataset)
+        if splits.meta:  # what loading found (image folders: unreadable files skipped per split)
+            result.meta["dataset_facts"] = splits.meta
         result.save(out, folders={"curves": curves.directory})
         remove_workdir(workdir)
     return result

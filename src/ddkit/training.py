@@ -161,7 +161,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = INF
 
 
 def accuracy(model: nn.Module, data: ImageSet, batch_size: int = INFERENCE_BATCH) -> float:
-    predictions = predict_logits(model, data.images, batch_size).argmax(1)
+    predictions = torch.cat([predict_logits(model, images, batch_size).argmax(1) for _, images, _ in data.batches(batch_size)])
     return float((predictions == data.labels).float().mean()) * 100
 
 

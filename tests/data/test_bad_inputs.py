@@ -115,8 +115,8 @@ def make_tree(root, train=("ant", "bee"), val=("ant", "bee"), empty=()):
 
 def test_an_empty_val_class_is_a_warning(tmp_path, caplog):
     make_tree(tmp_path, empty={("val", "bee")})
-    with caplog.at_level(logging.WARNING, logger="ddkit.data.image_folder"):
-        _, test = load_image_folder(tmp_path, image_size=8)
+    with caplog.at_level(logging.WARNING, logger="ddkit.data.folder_index"):
+        _, test, _ = load_image_folder(tmp_path, image_size=8)
     assert test.labels.tolist() == [0, 0]
     assert any("class 'bee' has none in the val split" in r.getMessage() for r in caplog.records)
 

@@ -21,9 +21,10 @@ def make_tree(root, classes=("zebra", "ant", "Mole rat"), per_class=3):
 
 def test_image_folder_sorts_classes_and_resizes(tmp_path):
     make_tree(tmp_path)
-    train, test = load_image_folder(tmp_path, image_size=16)
+    train, test, facts = load_image_folder(tmp_path, image_size=16)
     assert train.class_names == ("Mole rat", "ant", "zebra")
-    assert train.images.shape == (9, 3, 16, 16) and test.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert train.load(torch.arange(9)).shape == (9, 3, 16, 16) and test.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert facts == {"skipped_unreadable": {"train": 0, "val": 0}}
     assert len(train.mean) == 3
 
 
@@ -31,9 +32,10 @@ def test_image_folder_errors_are_clear(tmp_path):
     with pytest.raises(DDKitError, match="does not exist"):
         load_image_folder(tmp_path / "none", image_size=16)
     make_tree(tmp_path)
-    (tmp_path / "train" / "ant" / "9.png").write_bytes(b"garbage")
+    (tmp_path / "val" / "ant" / "9.png").write_bytes(b"garbage")
+    _, test, _ = load_image_folder(tmp_path, image_size=16)  # indexing does not decode; reading does
     with pytest.raises(DDKitError, match="cannot read image .*9.png"):
-        load_image_folder(tmp_path, image_size=16)
+        test.load(torch.arange(len(test)))
 
 
 def test_arrays_npz_hwc_uint8(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -24,16 +24,19 @@ class DatasetConfig:
     root: Optional[str] = None  # directory (fashion-mnist, image-folder) or .npz file (arrays)
     val_size: int = 5000
     val_seed: int = 0
-    image_size: int = 64  # image-folder only: short-side resize + centre crop
+    image_size: Optional[int] = None  # image-folder (required): short-side resize + centre crop to this many pixels
     grayscale: bool = False  # image-folder only
+    skip_unreadable: bool = False  # image-folder only: leave out (and count) files whose header does not read
     train_per_class: Optional[int] = None  # keep only the first N training images per class (tiny runs)
 
 
-DATASETS: Registry[Callable[[DatasetConfig], tuple[ImageSet, ImageSet]]] = Registry("dataset")
-DATASETS.register("fashion-mnist")(lambda cfg: load_fashion_mnist(Path(cfg.root) if cfg.root else None))
-DATASETS.register("arrays")(lambda cfg: load_arrays(Path(_require_root(cfg))))
+# A loader returns (train, test, facts worth recording in a manifest).
+DATASETS: Registry[Callable[[DatasetConfig], tuple[ImageSet, ImageSet, dict[str, Any]]]] = Registry("dataset")
+DATASETS.register("fashion-mnist")(lambda cfg: (*load_fashion_mnist(Path(cfg.root) if cfg.root else None), {}))
+DATASETS.register("arrays")(lambda cfg: (*load_arrays(Path(_require_root(cfg))), {}))
 DATASETS.register("image-folder")(
-    lambda cfg: load_image_folder(Path(_require_root(cfg)), cfg.image_size, grayscale=cfg.grayscale)
+    lambda cfg: load_image_folder(Path(_require_root(cfg)), _require_image_size(cfg), grayscale=cfg.grayscale,
+                                  skip_unreadable=cfg.skip_unreadable)
 )
 
 
@@ -43,13 +46,22 @@ def _require_root(cfg: DatasetConfig) -> str:
     return cfg.root
 
 
+def _require_image_size(cfg: DatasetConfig) -> int:
+    if cfg.image_size is None:
+        raise DDKitError(f"dataset {cfg.name!r} needs an image size (short side resized, then centre-cropped); "
+                         "pass --dataset.image_size=N or set image_size under dataset: in the config")
+    return cfg.image_size
+
+
 def load_dataset(cfg: DatasetConfig) -> DataSplits:
-    train, test = DATASETS.get(cfg.name)(cfg)
+    """The splits of `cfg`; the validation carve and train_per_class pick indices, so a folder set
+    decodes nothing here."""
+    train, test, facts = DATASETS.get(cfg.name)(cfg)
     train, val = carve_validation(train, cfg.val_size, cfg.val_seed)
     if cfg.train_per_class is not None:
         keep = torch.cat([train.indices_of(c)[: cfg.train_per_class] for c in range(train.num_classes)])
         train = train.subset(keep.sort().values)
-    return DataSplits(cfg.name, train, val, test)
+    return DataSplits(cfg.name, train, val, test, facts)
 
 
 __all__ = ["DATASETS", "DataSplits", "DatasetConfig", "DistilledSet", "ImageSet", "load_dataset"]

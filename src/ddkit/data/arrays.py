@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddkit.data.images import ImageSet, channel_stats
+from ddkit.data.images import ImageSet, channel_stats, unit_float
 from ddkit.errors import DDKitError
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
@@ -21,6 +21,11 @@ REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 
 def images_to_nchw(array: np.ndarray, source: str) -> torch.Tensor:
     """N×H×W, N×H×W×C or N×C×H×W numbers as NCHW float32; uint8 is scaled to [0, 1]."""
+    return unit_float(stored_pixels(array, source))
+
+
+def stored_pixels(array: np.ndarray, source: str) -> torch.Tensor:
+    """N×H×W, N×H×W×C or N×C×H×W numbers as NCHW: uint8 kept (a quarter of the memory), the rest float32."""
     if array.size == 0:
         raise DDKitError(f"{source} is empty (shape {array.shape}); it needs at least one image")
     if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
@@ -35,7 +40,7 @@ def images_to_nchw(array: np.ndarray, source: str) -> torch.Tensor:
     if array.ndim != 4:
         raise DDKitError(f"{source} must be N×H×W, N×H×W×C or N×C×H×W, got shape {array.shape}")
     tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor.float().div_(255) if array.dtype == np.uint8 else tensor.float()
+    return tensor if array.dtype == np.uint8 else tensor.float()
 
 
 def class_indices(array: np.ndarray, source: str) -> torch.Tensor:
@@ -104,7 +109,7 @@ def load_arrays(path: Path) -> tuple[ImageSet, ImageSet]:
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise DDKitError(f"{path} lacks arrays {', '.join(missing)}; it needs {', '.join(REQUIRED)}")
-    train_x, test_x = images_to_nchw(data["x_train"], f"{path}:x_train"), images_to_nchw(data["x_test"], f"{path}:x_test")
+    train_x, test_x = stored_pixels(data["x_train"], f"{path}:x_train"), stored_pixels(data["x_test"], f"{path}:x_test")
     train_y, test_y = class_indices(data["y_train"], f"{path}:y_train"), class_indices(data["y_test"], f"{path}:y_test")
     check_pairs(train_x, train_y, f"{path}:x_train", f"{path}:y_train")
     check_pairs(test_x, test_y, f"{path}:x_test", f"{path}:y_test")
@@ -116,7 +121,7 @@ def load_arrays(path: Path) -> tuple[ImageSet, ImageSet]:
     names = _class_names(data, int(max(train_y.max(), test_y.max())) + 1, f"{path}:class_names")
     for labels, key in ((train_y, "y_train"), (test_y, "y_test")):
         check_label_range(labels, names, f"{path}:{key}", "add its name to class_names or fix the labels")
-    mean, std = channel_stats(train_x)
+    mean, std = channel_stats(unit_float(train_x))
     return ImageSet(train_x, train_y, names, mean, std), ImageSet(test_x, test_y, names, mean, std)
 
 

@@ -57,7 +57,7 @@ def parse_idx(raw: bytes, expected_dims: int, count: int, source: str) -> np.nda
 
 
 def load_fashion_mnist(root: Path | None = None) -> tuple[ImageSet, ImageSet]:
-    """Return (train, test) with pixels scaled to [0, 1]."""
+    """Return (train, test), kept as uint8 in memory and read as float32 in [0, 1]."""
     root = Path(root) if root else DEFAULT_ROOT
     if not root.is_dir():
         raise DDKitError(f"Fashion-MNIST directory {root} does not exist; {HOW_TO_GET}")
@@ -69,7 +69,7 @@ def load_fashion_mnist(root: Path | None = None) -> tuple[ImageSet, ImageSet]:
             raise DDKitError(f"{root / labels_stem} has labels outside 0-9; {HOW_TO_GET}")
         splits.append(
             ImageSet(
-                torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255),
+                torch.from_numpy(images.copy()).unsqueeze(1),  # uint8: ImageSet.load divides by 255
                 torch.from_numpy(labels.astype(np.int64)),
                 CLASS_NAMES,
                 MEAN,

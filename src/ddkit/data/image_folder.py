@@ -1,28 +1,24 @@
-"""ImageNet-layout trees: ROOT/<split>/<class>/<image>; classes in sorted folder order."""
+"""ImageNet-layout trees: ROOT/<split>/<class>/<image>; classes in sorted folder order.
+
+Each split is an index of its files (ddkit.data.folder_index), decoded on demand at one geometry;
+the mean and std are estimated from a fixed seeded sample of STATS_SAMPLE training images (not
+the whole split) and kept with the index.
+"""
 
 from __future__ import annotations
 
-import logging
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from ddkit.data.images import ImageSet, channel_stats
+from ddkit.data.folder_index import EXTENSIONS, FolderIndex, FolderPixels, class_folders, index_path, load_index, write_index
+from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-log = logging.getLogger(__name__)
-
-
-def class_folders(split_dir: Path) -> list[str]:
-    if not split_dir.is_dir():
-        raise DDKitError(f"image folder {split_dir} does not exist; expected ROOT/<split>/<class>/<image> files")
-    names = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not names:
-        raise DDKitError(f"image folder {split_dir} has no class sub-folders")
-    return names
+STATS_SAMPLE = 500  # training images the channel mean and std are estimated from
+STATS_SEED = 0
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -40,48 +36,51 @@ def check_same_classes(root: Path, train_split: str, test_split: str, class_name
         )
 
 
-def _load_image(path: Path, size: int, mode: str) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            img = img.convert(mode)
-            # Resize the short side, then centre-crop: the usual ImageNet evaluation geometry.
-            scale = size / min(img.size)
-            img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BICUBIC)
-            left, top = (img.width - size) // 2, (img.height - size) // 2
-            img = img.crop((left, top, left + size, top + size))
-            array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as err:
-        raise DDKitError(f"cannot read image {path} ({err}); remove or replace it") from None
-    return array[:, :, None] if array.ndim == 2 else array
+def folder_set(split_dir: Path, index: FolderIndex, size: int, mode: str, stats: tuple) -> ImageSet:
+    pixels = FolderPixels(split_dir, index.paths, index.sizes, index.mtimes, size, mode)
+    return ImageSet(pixels, torch.from_numpy(index.labels), index.class_names, *stats)
 
 
-def load_split(root: Path, split: str, class_names: list[str], size: int, mode: str) -> ImageSet:
-    images, labels = [], []
-    for label, name in enumerate(class_names):
-        folder = Path(root) / split / name
-        files = image_files(folder)
-        if not files:
-            log.warning("%s holds no images: class %r has none in the %s split", folder, name, split)
-        for path in files:
-            images.append(_load_image(path, size, mode))
-            labels.append(label)
-    if not images:
-        raise DDKitError(f"image folder {Path(root) / split} holds no images")
-    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
-    return ImageSet(pixels, torch.tensor(labels), tuple(class_names), (0.0,), (1.0,))
+def estimate_stats(train: ImageSet, sample: int = STATS_SAMPLE, seed: int = STATS_SEED) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of a seeded sample of `sample` images, summed in float64 batch by batch."""
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randperm(len(train), generator=generator)[:sample].sort().values
+    total = torch.zeros(train.image_shape[0], dtype=torch.float64)
+    squares, count = torch.zeros_like(total), 0
+    for _, images, _ in train.batches(100, picks):
+        pixels = images.double().transpose(0, 1).flatten(1)
+        total += pixels.sum(1)
+        squares += (pixels**2).sum(1)
+        count += pixels.shape[1]
+    mean = total / count
+    std = ((squares - count * mean**2) / max(1, count - 1)).clamp_min(0).sqrt()
+    return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
+
+
+def train_stats(split_dir: Path, index: FolderIndex, size: int, mode: str, skip_unreadable: bool) -> tuple:
+    """The channel stats of this geometry, estimated on first use and stored in the index file."""
+    geometry = f"{size}-{mode}"
+    if geometry not in index.stats:
+        mean, std = estimate_stats(folder_set(split_dir, index, size, mode, ((0.0,), (1.0,))))
+        index = replace(index, stats={**index.stats, geometry: [list(mean), list(std)]})
+        write_index(index_path(split_dir, skip_unreadable), index)
+    mean, std = index.stats[geometry]
+    return tuple(mean), tuple(std)
 
 
 def load_image_folder(
-    root: Path, image_size: int, train_split: str = "train", test_split: str = "val", grayscale: bool = False
-) -> tuple[ImageSet, ImageSet]:
-    """Return (train, test); test is ImageNet's `val` folder by convention, with the train classes."""
-    class_names = class_folders(Path(root) / train_split)
+    root: Path, image_size: int, train_split: str = "train", test_split: str = "val", grayscale: bool = False,
+    skip_unreadable: bool = False,
+) -> tuple[ImageSet, ImageSet, dict[str, Any]]:
+    """Return (train, test, facts); test is ImageNet's `val` folder by convention, with the train classes.
+    The facts count the unreadable files skipped per split."""
+    if image_size < 1:
+        raise DDKitError(f"image_size must be a positive number of pixels, got {image_size}")
+    root = Path(root)
+    class_names = class_folders(root / train_split)
     check_same_classes(root, train_split, test_split, class_names)
     mode = "L" if grayscale else "RGB"
-    train = load_split(root, train_split, class_names, image_size, mode)
-    test = load_split(root, test_split, class_names, image_size, mode)
-    mean, std = channel_stats(train.images)
-    return (
-        ImageSet(train.images, train.labels, train.class_names, mean, std),
-        ImageSet(test.images, test.labels, test.class_names, mean, std),
-    )
+    indexes = {split: load_index(root / split, class_names, skip_unreadable) for split in (train_split, test_split)}
+    stats = train_stats(root / train_split, indexes[train_split], image_size, mode, skip_unreadable)
+    train, test = (folder_set(root / split, indexes[split], image_size, mode, stats) for split in (train_split, test_split))
+    return train, test, {"skipped_unreadable": {split: index.skipped for split, index in indexes.items()}}

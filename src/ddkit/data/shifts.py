@@ -64,8 +64,11 @@ def shifted_sets(test: ImageSet, names: Sequence[str], seed: int = 0) -> dict[st
     unknown = [name for name in names if name not in SHIFTS]
     if unknown:
         raise DDKitError(f"unknown shift(s) {unknown}; choose from: {', '.join(SHIFTS)}")
+    # Each shift draws its random numbers for the whole split at once, so the split is read whole:
+    # shifts are for small test splits (Fashion-MNIST-C), not folder sets.
+    images = test.load(torch.arange(len(test))) if names else None
     sets = {}
     for name in names:
         generator = torch.Generator().manual_seed(seed * len(SHIFTS) + list(SHIFTS).index(name))
-        sets[name] = ImageSet(SHIFTS[name](test.images, generator), test.labels, test.class_names, test.mean, test.std)
+        sets[name] = ImageSet(SHIFTS[name](images, generator), test.labels, test.class_names, test.mean, test.std)
     return sets

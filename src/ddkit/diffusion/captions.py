@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +35,11 @@ def attribute_measures(images: torch.Tensor) -> dict[str, torch.Tensor]:
             "texture": (edges * ink).flatten(1).sum(1) / area}
 
 
-def attribute_levels(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(N, axes) tertile 0/1/2 of each measure within the image's class."""
-    measures = attribute_measures(images)
-    levels = torch.zeros(len(images), len(measures), dtype=torch.long)
+def attribute_levels(chunks: Iterable[torch.Tensor], labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, axes) tertile 0/1/2 of each measure within the image's class; `chunks` are the images, batch by batch."""
+    measured = [attribute_measures(chunk) for chunk in chunks]
+    measures = {name: torch.cat([m[name] for m in measured]) for name in measured[0]}
+    levels = torch.zeros(len(labels), len(measures), dtype=torch.long)
     for c in range(num_classes):
         rows = (labels == c).nonzero().flatten()
         for a, values in enumerate(measures.values()):

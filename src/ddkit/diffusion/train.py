@@ -56,7 +56,7 @@ from ddkit.runs import (
     verify_checksums,
 )
 from ddkit.seeds import item_seed
-from ddkit.training import load_resume_point, predict_logits
+from ddkit.training import INFERENCE_BATCH, load_resume_point, predict_logits
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
 RESUME, CURVES = "resume.pt", "curves"
@@ -243,7 +243,6 @@ def squeeze_prior(
     batches = math.ceil(len(train) / recipe.batch_size)
     total = max(recipe.schedule_epochs, recipe.epochs) * batches
     start_epoch, seconds, devices = _resume(work / RESUME, model, ema, optimizer)
-    x_all = train.images * 2 - 1
     alphas = scheduler.alphas_cumprod.to(device)
     null = train.num_classes
     curves, every, window = CurveLog(work / CURVES, "train"), log_interval(recipe.epochs * batches), []
@@ -257,11 +256,11 @@ def squeeze_prior(
             # every random number of an epoch comes from the epoch's own generator: resume-safe
             generator = torch.Generator().manual_seed(item_seed(recipe.seed, "prior-epoch", epoch))
             order = torch.randperm(len(train), generator=generator)
-            for b, rows in enumerate(order.split(recipe.batch_size)):
+            for b, (rows, images, _) in enumerate(train.batches(recipe.batch_size, order)):
                 step = epoch * batches + b
                 lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / total))
                 optimizer.param_groups[0]["lr"] = lr
-                x0 = x_all[rows].to(device)
+                x0 = (images * 2 - 1).to(device)
                 noise = torch.randn(x0.shape, generator=generator).to(device)
                 t = torch.randint(0, recipe.train_timesteps, (len(rows),), generator=generator).to(device)
                 a = alphas[t].view(-1, 1, 1, 1)
@@ -339,7 +338,7 @@ class TextConditioning:
         attributes = load_yaml(preset_path("prompts", recipe.vocabulary)).get("attributes")
         if not attributes:
             raise DDKitError(f"prompt vocabulary {recipe.vocabulary} has no attribute axes to caption images with")
-        levels = attribute_levels(train.images, train.labels, train.num_classes)
+        levels = attribute_levels((images for _, images, _ in train.batches(INFERENCE_BATCH)), train.labels, train.num_classes)
         table = CaptionTable.build(vocab, attributes, train.class_names, glosses_for(vocab, train.class_names), levels)
         encoder = load_text_encoder(recipe.text_encoder, recipe.text_length)
         states = torch.cat([encoder.encode(chunk) for chunk in _chunks(table.texts, 256)])

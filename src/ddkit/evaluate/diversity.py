@@ -9,7 +9,7 @@ or farther from real data than…".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from ddkit.runs import atomic_write_json, read_json
 from ddkit.seeds import item_seed
 
 REAL_SAMPLE = 200  # real images per class for the reference number
+CHUNK = 500  # images per forward pass
 
 
 def mean_pairwise_cosine(features: torch.Tensor) -> float:
@@ -35,10 +36,11 @@ def mean_pairwise_cosine(features: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def class_cosines(extractor: Teacher, images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float]:
+def class_cosines(extractor: Teacher, chunks: Iterable[torch.Tensor], labels: torch.Tensor, num_classes: int) -> list[float]:
+    """Per class, the mean pairwise cosine of the features of `chunks` (the images, batch by batch)."""
     model = extractor.model.eval()
     device = module_device(model)
-    features = torch.cat([model.features(chunk.to(device)).cpu() for chunk in images.split(500)])
+    features = torch.cat([model.features(chunk.to(device)).cpu() for chunk in chunks])
     return [mean_pairwise_cosine(features[labels == c]) for c in range(num_classes)]
 
 
@@ -53,8 +55,8 @@ def real_reference(train: ImageSet, per_class: int = REAL_SAMPLE, seed: int = 0)
 
 def set_diversity(distilled: DistilledSet, train: ImageSet, extractor: Teacher) -> dict:
     real = real_reference(train)
-    synthetic = class_cosines(extractor, distilled.images, distilled.labels, train.num_classes)
-    reference = class_cosines(extractor, real.images, real.labels, train.num_classes)
+    synthetic = class_cosines(extractor, distilled.images.split(CHUNK), distilled.labels, train.num_classes)
+    reference = class_cosines(extractor, (images for _, images, _ in real.batches(CHUNK)), real.labels, train.num_classes)
     finite = [v for v in synthetic if v == v]
     return {
         "extractor": extractor.label, "ipc": distilled.ipc, "real_images_per_class": REAL_SAMPLE,

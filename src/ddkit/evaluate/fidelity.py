@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ TEST_SAMPLE = 2000  # test images (class-balanced) every set is compared against
 NEIGHBOURS = 5  # k of Naeem et al.'s k-NN balls
 CHUNK = 2048  # rows of a distance matrix held at once
 KID_SUBSET = 1000  # Bińkowski et al.'s subset size for KID
+FEATURE_BATCH = 500  # images per forward pass of the extractor
 
 
 def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = NEIGHBOURS) -> dict[str, float]:
@@ -120,11 +121,15 @@ def polynomial_mmd2(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def extract_features(extractor: Teacher, images: torch.Tensor) -> torch.Tensor:
-    """Penultimate features of `images` on the extractor's device, returned on the CPU."""
+def extract_features(extractor: Teacher, chunks: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Penultimate features of `chunks` (images, batch by batch) on the extractor's device, returned on the CPU."""
     model = extractor.model.eval()
     device = module_device(model)
-    return torch.cat([model.features(chunk.to(device)).flatten(1).cpu() for chunk in images.split(500)])
+    return torch.cat([model.features(chunk.to(device)).flatten(1).cpu() for chunk in chunks])
+
+
+def set_chunks(images: ImageSet) -> Iterator[torch.Tensor]:
+    return (chunk for _, chunk, _ in images.batches(FEATURE_BATCH))
 
 
 def class_sample(images: ImageSet, counts: list[int], seed: int) -> ImageSet:
@@ -155,12 +160,12 @@ def set_fidelity(
     test_sample = class_sample(test, [real_size // test.num_classes] * test.num_classes, seed)
     counts = torch.bincount(distilled.labels, minlength=train.num_classes).tolist()
     real = class_sample(train, counts, seed)
-    test_features = extract_features(extractor, test_sample.images)
+    test_features = extract_features(extractor, set_chunks(test_sample))
     return {
         "extractor": extractor.label, "k": k, "ipc": distilled.ipc, "set_size": len(distilled),
         "test_size": len(test_sample),
-        **fidelity_numbers(test_features, extract_features(extractor, distilled.images), k),
-        "real_reference": {"size": len(real), **fidelity_numbers(test_features, extract_features(extractor, real.images), k)},
+        **fidelity_numbers(test_features, extract_features(extractor, distilled.images.split(FEATURE_BATCH)), k),
+        "real_reference": {"size": len(real), **fidelity_numbers(test_features, extract_features(extractor, set_chunks(real)), k)},
     }
 
 

@@ -89,8 +89,7 @@ def synthesize(method: str, options: dict[str, Any], ctx: SynthesisContext) -> D
 
 
 def subset_as_distilled(train: ImageSet, indices: torch.Tensor, meta: dict[str, Any]) -> DistilledSet:
-    chosen = train.subset(indices)
-    return DistilledSet(chosen.images.clone(), chosen.labels.clone(), train.class_names, train.mean, train.std,
+    return DistilledSet(train.load(indices), train.labels[indices], train.class_names, train.mean, train.std,
                         meta={"source_indices": indices.tolist(), **meta})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterator, Optional
 
 import torch
@@ -15,15 +16,15 @@ from ddkit.training import INFERENCE_BATCH
 
 
 @torch.no_grad()
-def embed(teacher: Teacher, images: torch.Tensor, progress: Optional[Progress] = None, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
-    key = (images.data_ptr(), tuple(images.shape))
+def embed(teacher: Teacher, images: ImageSet, progress: Optional[Progress] = None, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
+    """Teacher features of every image of `images`, batch by batch; kept on the teacher for the next method."""
+    key = images.pixels.key
     if key not in teacher.feature_cache:
         teacher.model.eval()
-        chunks = images.split(batch_size)
         device = module_device(teacher.model)
         out = []
-        with steps(progress, f"features ({teacher.config.name})", len(chunks), unit="chunk") as bar:
-            for chunk in chunks:
+        with steps(progress, f"features ({teacher.config.name})", math.ceil(len(images) / batch_size), unit="chunk") as bar:
+            for _, chunk, _ in images.batches(batch_size):
                 out.append(teacher.model.features(chunk.to(device)).cpu())
                 bar.advance()
         teacher.feature_cache[key] = torch.cat(out)
@@ -32,7 +33,7 @@ def embed(teacher: Teacher, images: torch.Tensor, progress: Optional[Progress] =
 
 def class_features(teacher: Teacher, train: ImageSet, progress: Optional[Progress] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (training indices, features) for each class in label order."""
-    features = embed(teacher, train.images, progress)
+    features = embed(teacher, train, progress)
     for label in range(train.num_classes):
         members = train.indices_of(label)
         yield members, features[members]

@@ -172,10 +172,8 @@ class _Engine:
     def real(self, label: int) -> torch.Tensor:
         """A seeded sample of the class's training images, in the prior's sample space."""
         if label not in self._real:
-            members = self.train.indices_of(label)
-            generator = torch.Generator().manual_seed(item_seed(self.seed, "diffusion-real", label))
-            picks = members[torch.randperm(len(members), generator=generator)[: self.cfg.real_per_class]]
-            self._real[label] = self.prior.encode(self.train.images[picks]).detach()
+            picks = self.train.sample(label, self.cfg.real_per_class, item_seed(self.seed, "diffusion-real", label))
+            self._real[label] = self.prior.encode(self.train.load(picks)).detach()
         return self._real[label]
 
     def modes(self, label: int) -> Modes:

@@ -238,7 +238,7 @@ class Inversion(Method):
         for name in cfg.panel:
             if not has_batchnorm(teachers[name].model):
                 raise DDKitError(f"teacher {name!r} has no BatchNorm layer and cannot be a BN teacher; remove it from bn_teachers")
-        probe = train.images[:2].to(ctx.device)
+        probe = train.load(torch.arange(2)).to(ctx.device)
         for name, teacher in teachers.items():
             try:
                 with torch.no_grad():
@@ -256,7 +256,7 @@ class Inversion(Method):
         shape = (len(item.indices), len(item.classes), *train.image_shape)
         if cfg.init == "real":
             picks = _pick_real(item, per_index_real, cfg.real_pick, generator)
-            start = train.images[picks.flatten()].view(shape)
+            start = train.load(picks.flatten()).view(shape)
         else:
             picks = None
             start = torch.rand(shape, generator=generator)
