@@ -11,6 +11,8 @@ from ddkit.data.folder_index import index_dir
 from ddkit.data.image_folder import load_image_folder
 from ddkit.data.images import channel_stats
 from ddkit.errors import DDKitError
+from ddkit.models.teachers import TeacherPool
+from ddkit.pipeline import make_set
 
 
 def make_tree(root, classes=("ant", "bee", "cat"), per_class=4, val_per_class=2):
@@ -92,7 +94,7 @@ def test_geometry_is_short_side_resize_then_centre_crop(tmp_path):
         Image.fromarray(wide).save(tmp_path / split / "only" / "0.png")
     _, test, _ = load_image_folder(tmp_path, image_size=5, grayscale=True)
     pixels = everything(test)
-    assert pixels.shape == (1, 1, 5, 5) and float(pixels.min()) > 0.9
+    assert pixels.shape == (1, 1, 5, 5) and float(pixels.min()) > 0.9 and pixels.is_contiguous()
 
 
 def test_batches_with_and_without_workers_give_the_same_tensors(tmp_path):
@@ -166,3 +168,14 @@ def test_fashion_mnist_keeps_its_fingerprint_and_float_pixels(fmnist):
     raw = fmnist.train.pixels.data[:5]
     assert raw.dtype == torch.uint8
     assert torch.equal(fmnist.train.load(torch.arange(5)), raw.float() / 255)
+
+
+def test_a_set_from_a_folder_records_skipped_files_and_its_geometry(tmp_path):
+    make_tree(tmp_path / "tree")
+    (tmp_path / "tree" / "train" / "ant" / "broken.png").write_bytes(b"not a png")
+    cfg = config(tmp_path / "tree", skip_unreadable=True)
+    splits = load_dataset(cfg)
+    result = make_set("random", {}, 1, 0, splits, cfg, TeacherPool(splits, tmp_path / "cache"), tmp_path / "set")
+    assert result.meta["dataset_facts"] == {"skipped_unreadable": {"train": 1, "val": 0}}
+    assert result.meta["dataset"]["image_size"] == 8 and result.images.shape == (3, 3, 8, 8)
+    assert torch.equal(result.images, splits.train.load(torch.tensor(result.meta["source_indices"])))

@@ -177,7 +177,8 @@ class FolderPixels:
         picked = [decode_image(self.split_dir / self.paths[i].decode(), self.size, self.mode) for i in indices.tolist()]
         if not picked:
             return torch.zeros(0, *self.image_shape)
-        return unit_float(torch.from_numpy(np.stack(picked)).permute(0, 3, 1, 2))
+        # contiguous NCHW, as in-memory sets give: callers view() and reshape what they load
+        return unit_float(torch.from_numpy(np.stack(picked)).permute(0, 3, 1, 2).contiguous())
 
     def take(self, indices: torch.Tensor) -> "FolderPixels":
         rows = indices.numpy()
