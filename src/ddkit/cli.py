@@ -47,8 +47,25 @@ def global_options(
 
     if verbose and quiet:
         raise DDKitError("--verbose and --quiet contradict each other; pass one of them")
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    level = logging.DEBUG if verbose else logging.WARNING if quiet or not _is_main_rank() else logging.INFO
     ctx.call_on_close(configure_logging(level, console))
+
+
+def _is_main_rank() -> bool:
+    """Under torchrun only rank 0 prints progress, messages and results: the other ranks only warnings and errors."""
+    from ddkit.distributed import launched_world
+
+    return launched_world().is_main
+
+
+def _start(device: str):
+    """The torch device of this process (cuda:LOCAL_RANK under torchrun), after joining the process group."""
+    from ddkit import distributed
+    from ddkit.devices import resolve_device
+
+    target = distributed.process_device(resolve_device(device))
+    distributed.start(target)
+    return target
 
 
 @contextmanager
@@ -76,6 +93,8 @@ def _split_overrides(args: List[str]) -> tuple[dict, dict]:
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    if not _is_main_rank():
+        return
     table = Table(title=title)
     for column in columns:
         table.add_column(column)
@@ -95,7 +114,6 @@ def run(
 ) -> None:
     """Run a whole pipeline preset: synthesize, evaluate and report. Extra --key=value override it."""
     from ddkit.config import parse_overrides
-    from ddkit.devices import resolve_device
     from ddkit.pipeline import load_run_config, run_pipeline
     from ddkit.report import collect_rows
 
@@ -104,8 +122,9 @@ def run(
         overrides.setdefault("dataset", {})["root"] = data_root
     config = load_run_config(preset, overrides)
     out = out or Path("runs") / Path(preset).stem
+    target = _start(device)
     with _progress() as progress:
-        run_pipeline(config, out, cache, progress, resolve_device(device))
+        run_pipeline(config, out, cache, progress, target)
     _print_leaderboard(collect_rows(out))
     log.info("report: %s", out / "report" / "leaderboard.md")
 
@@ -129,7 +148,6 @@ def squeeze(
 ) -> None:
     """Train teachers (or reuse the cached ones) and print their accuracy and training time."""
     from ddkit.data import load_dataset
-    from ddkit.devices import resolve_device
     from ddkit.models.teachers import DEFAULT_PANEL, load_or_squeeze, teacher_config
 
     # The variadic argument also swallows `--key=value` extras: sort them back out.
@@ -137,7 +155,7 @@ def squeeze(
     names = [t for t in teachers or [] if t not in extras] or list(DEFAULT_PANEL)
     dataset_overrides, recipe_overrides = _split_overrides(extras + ctx.args)
     configs = [teacher_config(name, recipe_overrides) for name in names]  # every error before any training
-    target = resolve_device(device)
+    target = _start(device)
     splits = load_dataset(_dataset_config(dataset, data_root, dataset_overrides))
     rows = []
     with _progress() as progress:
@@ -161,7 +179,6 @@ def squeeze_prior(
 ) -> None:
     """Train a diffusion prior, class- or text-conditioned (or reuse the cached/shipped one); print its quality."""
     from ddkit.data import load_dataset
-    from ddkit.devices import resolve_device
     from ddkit.diffusion.train import entry_name, prior_recipe, resolve_prior
     from ddkit.models.teachers import TeacherPool
 
@@ -169,7 +186,7 @@ def squeeze_prior(
     extras = [recipe] if recipe.startswith("--") else []
     dataset_overrides, recipe_overrides = _split_overrides(extras + ctx.args)
     config = prior_recipe("fashion-mnist-unet" if extras else recipe, recipe_overrides)
-    target = resolve_device(device)
+    target = _start(device)
     splits = load_dataset(_dataset_config(dataset, data_root, dataset_overrides))
     with _progress() as progress:
         prior = resolve_prior(config, splits, TeacherPool(splits, cache, progress, target), cache, progress, target, retrain)
@@ -195,7 +212,6 @@ def synthesize(
     """Make a distilled set with METHOD; extra --key=value set the method's config."""
     from ddkit.data import load_dataset
     from ddkit.data.distilled import DISTILLED_SET
-    from ddkit.devices import resolve_device
     from ddkit.models.teachers import TeacherPool
     from ddkit.pipeline import make_set
     from ddkit.runs import check_output
@@ -203,7 +219,7 @@ def synthesize(
     check_output(out, DISTILLED_SET)  # before anything is loaded: a wrong --out costs nothing
     dataset_overrides, options = _split_overrides(ctx.args)
     dataset_cfg = _dataset_config(dataset, data_root, dataset_overrides)
-    target = resolve_device(device)
+    target = _start(device)
     splits = load_dataset(dataset_cfg)
     with _progress() as progress:
         distilled = make_set(method, options, ipc, seed, splits, dataset_cfg, TeacherPool(splits, cache, progress, target), out, progress)
@@ -225,7 +241,7 @@ def evaluate(
     """Train fresh students on a set under named presets; print mean ± std over the preset's seeds."""
     from ddkit.config import build
     from ddkit.data import DatasetConfig, DistilledSet, load_dataset
-    from ddkit.devices import resolve_device
+    from ddkit.distributed import on_main
     from ddkit.evaluate import evaluate_set, load_eval_preset
     from ddkit.evaluate.diversity import measure_diversity
     from ddkit.evaluate.fidelity import measure_fidelity
@@ -241,22 +257,23 @@ def evaluate(
         raise DDKitError(f"unknown option(s) {', '.join(rest)}; presets are frozen: pick another preset instead")
     if not preset:
         preset = [QUICK_PRESET]
-        console.print(_quick_notice(), highlight=False, soft_wrap=True)
+        if _is_main_rank():
+            console.print(_quick_notice(), highlight=False, soft_wrap=True)
     presets = [load_eval_preset(name) for name in preset]
     for chosen in presets:  # every preset must fit before the first student trains
         check_preset_fits(chosen, distilled)
     source = distilled.meta.get("dataset", {}) | dataset_overrides | ({"root": data_root} if data_root else {})
     splits = load_dataset(build(DatasetConfig, source, where="dataset"))
     specs = [ModelSpec(s.strip()) for s in students.split(",")] if students else None
-    target = resolve_device(device)
+    target = _start(device)
     rows = []
     with _progress() as progress:
         teachers = TeacherPool(splits, cache, progress, target)
         extractors = {n.strip(): teachers(n.strip()) for n in diversity.split(",")} if diversity else {}
-        for record in measure_diversity(distilled, distilled_set, splits.train, extractors):
+        for record in on_main(lambda: measure_diversity(distilled, distilled_set, splits.train, extractors)):
             rows.append(["diversity", record["name"], f"cos {record['mean']} (real {record['real_mean']})", "", "–"])
         extractors = {n.strip(): teachers(n.strip()) for n in fidelity.split(",")} if fidelity else {}
-        for record in measure_fidelity(distilled, distilled_set, splits.train, splits.test, extractors):
+        for record in on_main(lambda: measure_fidelity(distilled, distilled_set, splits.train, splits.test, extractors)):
             real = record["real_reference"]
             rows.append(["fidelity", record["name"],
                          f"P {record['precision']:.2f} R {record['recall']:.2f} D {record['density']:.2f} "
@@ -357,6 +374,8 @@ WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
 
 def main() -> None:
     """Run the app; every user error ends as one line on stderr and exit code 2, Ctrl-C as 130."""
+    from ddkit import distributed
+
     try:
         code = app(standalone_mode=False)
     except DDKitError as err:
@@ -374,6 +393,8 @@ def main() -> None:
             raise
         _fail(f"cannot write {getattr(err, 'filename', None) or 'an output'}: {os.strerror(number)}; free space there "
               "or pass another path (nothing half-written was kept)")
+    finally:
+        distributed.stop()
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code without raising
         console.print("interrupted: finished work is kept; run the same command again to resume")
     if isinstance(code, int) and code:
@@ -390,7 +411,11 @@ def _os_error_number(err: Exception) -> Optional[int]:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)  # "ddkit[text]" is not markup
+    from ddkit.distributed import launched_world
+
+    world = launched_world()
+    rank = f"[rank {world.rank}] " if world.distributed else ""  # every rank reports; say which one speaks
+    console.print(f"[red]error:[/red] {escape(rank + message)}", highlight=False, soft_wrap=True)  # "ddkit[text]" is not markup
     sys.exit(2)
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from rich.progress import Progress
 
+from ddkit import distributed
 from ddkit.config import build, load_yaml, merge, to_dict
 from ddkit.curves import CurveLog
 from ddkit.data import DatasetConfig, DistilledSet, load_dataset
@@ -79,15 +81,17 @@ def make_set(
     """Synthesize into `out` unless the same set is already there; refuse anything else at `out`."""
     wanted = json.loads(json.dumps({"method": method, "config": to_dict(resolve_config(method, options)),
                                     "ipc": ipc, "seed": seed, "dataset": to_dict(dataset)}))
+    distributed.check_agree({"set": wanted, "data": splits.fingerprint}, "set configuration or dataset")
     existing = matching_set(out, wanted)
     if existing is not None:
         log.info("%s already holds this set; reusing it", out)
         return existing
-    with exclusive(out, f"the set {out}"):
+    # Under torchrun rank 0 alone holds the lock and writes; every rank makes its share of the work items.
+    with distributed.main_holds(exclusive(out, f"the set {out}")):
         existing = matching_set(out, wanted)  # another process may have made it meanwhile
         if existing is not None:
             return existing
-        workdir = open_workdir(out.with_name(out.name + ".partial"), f"distilled set {out.name}")
+        workdir = distributed.on_main(lambda: open_workdir(out.with_name(out.name + ".partial"), f"distilled set {out.name}"))
         curves = CurveLog(workdir / "curves")  # in the work directory, so they survive a resume and move with the set
         priors = PriorPool(splits, teachers, teachers.cache_dir, progress, teachers.device)
         result = synthesize(method, options, SynthesisContext(splits, ipc, seed, teachers, progress, teachers.device, workdir,
@@ -95,8 +99,12 @@ def make_set(
         result.meta["dataset"] = to_dict(dataset)
         if splits.meta:  # what loading found (image folders: unreadable files skipped per split)
             result.meta["dataset_facts"] = splits.meta
-        result.save(out, folders={"curves": curves.directory})
-        remove_workdir(workdir)
+
+        def save() -> None:
+            result.save(out, folders={"curves": curves.directory})
+            remove_workdir(workdir)
+
+        distributed.on_main(save)
     return result
 
 
@@ -104,8 +112,8 @@ def run_pipeline(
     config: RunConfig, out: Path, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None,
     device: torch.device = torch.device("cpu"),
 ) -> Path:
-    run = RunDir(out, to_dict(config))
-    with exclusive(run.path, f"the run {out}"):
+    run = distributed.on_main(lambda: RunDir(out, to_dict(config)))
+    with distributed.main_holds(exclusive(run.path, f"the run {out}")):
         return _run_pipeline(config, run, cache_dir, progress, device)
 
 
@@ -121,9 +129,12 @@ def _run_pipeline(
             folder = run / "sets" / set_name(method, ipc)
             distilled = make_set(method, config.method_options.get(method, {}), ipc, config.seed, splits,
                                  config.dataset, teachers, folder, progress)
-            measure_diversity(distilled, folder, splits.train, {n: teachers(n) for n in config.diversity_extractors})
-            measure_fidelity(distilled, folder, splits.train, splits.test, {n: teachers(n) for n in config.fidelity_extractors})
+            # Teachers load collectively on every rank; the measurements are quick and written by rank 0.
+            diversity = {n: teachers(n) for n in config.diversity_extractors}
+            fidelity = {n: teachers(n) for n in config.fidelity_extractors}
+            distributed.on_main(partial(measure_diversity, distilled, folder, splits.train, diversity))
+            distributed.on_main(partial(measure_fidelity, distilled, folder, splits.train, splits.test, fidelity))
             for preset in presets:
                 evaluate_set(distilled, preset, splits, folder / "eval", students, teachers, progress, device)
-    write_report(run.path)
+    distributed.on_main(lambda: write_report(run.path))
     return run.path

@@ -225,6 +225,7 @@ def environment(device: Any = None) -> dict[str, Any]:
     import torch
     import torchvision
 
+    from ddkit import distributed
     from ddkit.devices import device_label
 
     return {
@@ -238,7 +239,8 @@ def environment(device: Any = None) -> dict[str, Any]:
         "cuda": torch.version.cuda,  # None on CPU-only builds of torch
         "cudnn": torch.backends.cudnn.version(),  # None where torch has no cuDNN
         "platform": platform.platform(),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),  # per process: CPU results depend on it
+        "world_size": distributed.current().size,  # torchrun processes that shared the work
         **({"device": device_label(device)} if device is not None else {}),
     }
 

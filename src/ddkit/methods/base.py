@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from ddkit.data.images import DataSplits, ImageSet
 from ddkit.extras import check_extras
 from ddkit.models.teachers import Teacher
 from ddkit.registry import Registry
-from ddkit.runs import atomic_write_tensors, environment, read_tensors
+from ddkit.runs import environment
 
 if TYPE_CHECKING:  # the diffusion extra is optional: a prior is only a type here
     from ddkit.diffusion.prior import Prior
@@ -91,25 +90,3 @@ def synthesize(method: str, options: dict[str, Any], ctx: SynthesisContext) -> D
 def subset_as_distilled(train: ImageSet, indices: torch.Tensor, meta: dict[str, Any]) -> DistilledSet:
     return DistilledSet(train.load(indices), train.labels[indices], train.class_names, train.mean, train.std,
                         meta={"source_indices": indices.tolist(), **meta})
-
-
-def save_item(workdir: Optional[Path], key: str, fingerprint: str, images: torch.Tensor, record: Optional[dict] = None) -> None:
-    """Keep a finished work item in the run's work directory, so an interrupted run can skip it."""
-    if workdir:
-        atomic_write_tensors(Path(workdir) / f"{key}.safetensors", {"images": images},
-                             {"fingerprint": fingerprint, "record": json.dumps(record or {})})
-
-
-def load_item(workdir: Optional[Path], key: str, fingerprint: str) -> Optional[tuple[torch.Tensor, dict]]:
-    """A finished item from an earlier (interrupted) run of the same configuration, if any."""
-    path = Path(workdir) / f"{key}.safetensors" if workdir else None
-    if path is None or not path.exists():
-        return None
-    try:
-        tensors, meta = read_tensors(path)
-        if meta.get("fingerprint") != fingerprint:
-            return None
-        return tensors["images"], json.loads(meta.get("record", "{}"))
-    except Exception as err:  # truncated by a crash or a full disk, or not ours: not done, so made again
-        log.warning("work item %s is unreadable (%s); making it again", path, type(err).__name__)
-        return None

@@ -41,8 +41,8 @@ from ddkit.diffusion.modes import Modes, bisecting_modes, kmeans_modes
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, sample
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
-from ddkit.progress import steps
+from ddkit.methods.base import Method, SynthesisContext, register_method
+from ddkit.methods.runner import run_items
 from ddkit.runs import config_hash
 from ddkit.seeds import item_seed
 
@@ -117,16 +117,11 @@ class GuidedDiffusion(Method):
                                    "prior": prior.meta.get("source")})
         engine = _Engine(cfg, prior, train, ctx.seed, ctx.ipc)
         images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)
-        with steps(ctx.progress, f"sample ({len(items)} batches)", len(items), unit="batch") as bar:
-            for item in items:
-                saved = load_item(ctx.workdir, item.key, fingerprint)
-                block = saved[0] if saved else engine.run(item, prior_classes[item.label], ctx.curves.child(f"guidance/{item.key}"))
-                if saved is None:
-                    save_item(ctx.workdir, item.key, fingerprint, block)
-                    bar.advance()
-                else:
-                    bar.skip()
-                images[list(item.indices), item.label] = block
+        made = run_items(items, fingerprint,
+                         lambda item: (engine.run(item, prior_classes[item.label], ctx.curves.child(f"guidance/{item.key}")), {}),
+                         "sample", ctx.workdir, ctx.progress)
+        for item, (block, _) in zip(items, made):
+            images[list(item.indices), item.label] = block
         labels = torch.arange(train.num_classes).repeat(ctx.ipc)
         order = torch.argsort(labels, stable=True)
         flat = images.reshape(-1, *train.image_shape)

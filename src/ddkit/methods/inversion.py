@@ -41,9 +41,9 @@ from ddkit.data.augment import crop_flip
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
+from ddkit.methods.base import Method, SynthesisContext, register_method
+from ddkit.methods.runner import run_items
 from ddkit.models.teachers import Teacher
-from ddkit.progress import steps
 from ddkit.runs import config_hash
 from ddkit.seeds import item_seed
 
@@ -208,23 +208,17 @@ class Inversion(Method):
         fingerprint = config_hash({"config": to_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,
                                    "teachers": {n: t.label for n, t in teachers.items()}})
         images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)
-        records = []
-        with ExitStack() as stack, steps(ctx.progress, f"invert ({len(items)} batches)", len(items), unit="batch") as bar:
+        with ExitStack() as stack:
             stack.enter_context(frozen([t.model for t in teachers.values()]))
             matchers = {n: BatchNormMatch(teachers[n].model, cfg.first_bn_weight, cfg.normalise_bn_by_layers) for n in cfg.panel}
             stack.callback(lambda: [m.remove() for m in matchers.values()])
-            for item in items:
-                saved = load_item(ctx.workdir, item.key, fingerprint)
-                if saved is None:
-                    saved = self._run_item(ctx, item, teachers, matchers, per_index_real, pre_draw)
-                    save_item(ctx.workdir, item.key, fingerprint, *saved)
-                    bar.advance()
-                else:
-                    bar.skip()
-                block, record = saved
-                for row, index in enumerate(item.indices):
-                    images[index, list(item.classes)] = block[row]
-                records.append(record)
+            made = run_items(items, fingerprint, lambda item: self._run_item(ctx, item, teachers, matchers, per_index_real, pre_draw),
+                             "invert", ctx.workdir, ctx.progress)
+        records = []
+        for item, (block, record) in zip(items, made):
+            for row, index in enumerate(item.indices):
+                images[index, list(item.classes)] = block[row]
+            records.append(record)
         labels = torch.arange(train.num_classes).repeat(ctx.ipc)
         flat = images.reshape(-1, *train.image_shape)
         order = torch.argsort(labels, stable=True)  # class-major, IPC index order within a class

@@ -37,10 +37,10 @@ from ddkit.diffusion.energy import EnergyGuidance, Objective, energy_objective, 
 from ddkit.diffusion.prior import Prior
 from ddkit.diffusion.sampler import SamplerConfig, sample
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, load_item, register_method, save_item
+from ddkit.methods.base import Method, SynthesisContext, register_method
 from ddkit.methods.guided_diffusion import WorkItem, check_prior_images, work_items
+from ddkit.methods.runner import run_items
 from ddkit.presets import preset_names
-from ddkit.progress import steps
 from ddkit.prompts.builder import PromptOptions, PromptSet, build_prompts
 from ddkit.runs import config_hash
 from ddkit.seeds import item_seed
@@ -95,17 +95,12 @@ class PrismDFKD(Method):
         fingerprint = config_hash({"config": to_dict(cfg), "prompts": prompts.prompts, "seed": ctx.seed,
                                    "prior": prior.meta.get("source"), "teacher": teacher.label, "per_class": per_class})
         images = torch.zeros(per_class, train.num_classes, *train.image_shape)
-        with steps(ctx.progress, f"sample ({len(items)} batches)", len(items), unit="batch") as bar:
-            for item in items:
-                saved = load_item(ctx.workdir, item.key, fingerprint)
-                block = saved[0] if saved else sample_item(prior, teacher.model, prompts, item, cfg, ctx.seed, train.image_shape,
-                                                           ctx.curves.child(f"guidance/{item.key}"))
-                if saved is None:
-                    save_item(ctx.workdir, item.key, fingerprint, block)
-                    bar.advance()
-                else:
-                    bar.skip()
-                images[list(item.indices), item.label] = block
+        made = run_items(items, fingerprint,
+                         lambda item: (sample_item(prior, teacher.model, prompts, item, cfg, ctx.seed, train.image_shape,
+                                                   ctx.curves.child(f"guidance/{item.key}")), {}),
+                         "sample", ctx.workdir, ctx.progress)
+        for item, (block, _) in zip(items, made):
+            images[list(item.indices), item.label] = block
         kept, reports, chosen_prompts = [], {}, []
         for c, name in enumerate(train.class_names):
             energies = energy_objective(predict_logits(teacher.model, images[:, c]), torch.full((per_class,), c),
