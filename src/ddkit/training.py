@@ -125,10 +125,8 @@ def rank_batches(
     order = torch.randperm(len(data), generator=generator)
     for index in order.split(recipe.batch_size):
         seed = int(torch.randint(2**62, (1,), generator=generator))
-        mine = index.tensor_split(world.size)[world.rank]
-        share = len(mine) / len(index)
-        if not len(mine):  # a last batch smaller than the world: DDP still needs this rank's (zero) gradient
-            mine = index[:1]
+        part, share = rank_slice(len(index), world)
+        mine = index[part]
         rank_generator = torch.Generator().manual_seed(item_seed(seed, world.rank))
         yield mine, augment(data.load(mine), (data.mean, data.std), rank_generator), share
 
@@ -173,7 +171,7 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr * lr_factor(recipe.schedule, epoch * batches_per_epoch + i, total)
                 x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-                loss, batch_loss = _weighted(loss_fn(trained(x), Batch(x, index.to(device), epoch)), share, world)
+                loss, batch_loss = weighted_loss(loss_fn(trained(x), Batch(x, index.to(device), epoch)), share, world)
                 if not torch.isfinite(batch_loss):  # the same number on every rank: they stop together
                     raise DDKitError(f"{description}: loss became {batch_loss.item()} at epoch {epoch + 1}; lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)
@@ -193,6 +191,18 @@ def fit(
     return model
 
 
+def rank_slice(batch: int, world: distributed.World) -> tuple[slice, float]:
+    """This rank's contiguous part of a global batch of `batch` items (as positions) and its share
+    of the batch. A rank left without items (a last batch smaller than the world) gets the first
+    one with share 0: DDP still needs its (zero) gradient."""
+    if not world.distributed:
+        return slice(None), 1.0
+    base, extra = divmod(batch, world.size)
+    start = world.rank * base + min(world.rank, extra)
+    stop = start + base + (world.rank < extra)
+    return (slice(start, stop), (stop - start) / batch) if stop > start else (slice(0, 1), 0.0)
+
+
 def _batches(
     data: ImageSet, recipe: TrainRecipe, generator: torch.Generator, world: distributed.World,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
@@ -206,7 +216,7 @@ def _ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
-def _weighted(loss: torch.Tensor, share: float, world: distributed.World) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_loss(loss: torch.Tensor, share: float, world: distributed.World) -> tuple[torch.Tensor, torch.Tensor]:
     """(what this rank back-propagates, the global batch's mean loss). DDP averages gradients over
     the ranks, so each rank's mean loss is weighted by share × size: the average is then the
     gradient of the whole batch's mean loss, even when the slices differ in size."""
