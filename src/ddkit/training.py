@@ -10,11 +10,14 @@ Under torchrun, `fit(..., ddp=True)` trains one model over all ranks with Distri
 global batch order; each rank reads and augments only its contiguous slice of each global batch,
 and its loss is weighted by its share of the batch, so DDP's gradient average is the gradient of
 the batch's mean loss, as in one process. Augmentation cannot be drawn for a whole batch without
-reading it, so under DDP the shared generator draws one seed per global batch and each rank
-augments its slice from a generator seeded by (that seed, its rank): the randomness is as
-reproducible as in one process for a given world size, but it differs from the one-process draw,
-and batch norm normalises over each rank's slice (as with any DDP run without SyncBatchNorm). A
-DDP run therefore agrees with a one-process run within a tolerance, not bit for bit. With one
+reading it, so under DDP each rank augments its slice from a generator seeded by (fit's seed,
+epoch, batch, rank), and the shared generator draws the batch order alone. The randomness is as
+reproducible as in one process for a given world size (and resumes exactly), but it is not the
+one-process draw: with augmentation the augmented images differ and, since one process also draws
+them from the shared generator, the later epochs' orders too; batch norm normalises over each
+rank's slice (as in any DDP run without SyncBatchNorm). A DDP run therefore agrees with a
+one-process run within a tolerance, not bit for bit (without augmentation or batch norm: up to
+float summation order). With one
 process `ddp=True` changes nothing. Only rank 0 writes checkpoints and curves; every rank resumes
 from rank 0's checkpoint, which holds only world-independent state (weights, optimiser, the
 shared generator), so a run may resume with another world size.
@@ -116,18 +119,18 @@ def epoch_batches(data: ImageSet, recipe: TrainRecipe, generator: torch.Generato
 
 
 def rank_batches(
-    data: ImageSet, recipe: TrainRecipe, generator: torch.Generator, world: distributed.World,
+    data: ImageSet, recipe: TrainRecipe, generator: torch.Generator, world: distributed.World, epoch_seed: int,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
     """One epoch under DDP: (this rank's indices, their augmented images, their share of the global
-    batch). Every rank draws the same order and per-batch seeds from the shared `generator`, so the
-    ranks stay in step; a rank reads only its own slice."""
+    batch). Every rank draws the same order from the shared `generator`, which nothing else draws
+    from, so the ranks stay in step (and the order is the one-process order when that does not
+    augment); a rank reads only its own slice and augments it from (`epoch_seed`, batch, rank)."""
     augment = AUGMENTATIONS.get(recipe.augmentation)
     order = torch.randperm(len(data), generator=generator)
-    for index in order.split(recipe.batch_size):
-        seed = int(torch.randint(2**62, (1,), generator=generator))
+    for b, index in enumerate(order.split(recipe.batch_size)):
         part, share = rank_slice(len(index), world)
         mine = index[part]
-        rank_generator = torch.Generator().manual_seed(item_seed(seed, world.rank))
+        rank_generator = torch.Generator().manual_seed(item_seed(epoch_seed, b, world.rank))
         yield mine, augment(data.load(mine), (data.mean, data.std), rank_generator), share
 
 
@@ -167,7 +170,7 @@ def fit(
         bar.skip(start_epoch)
         for epoch in range(start_epoch, epochs):
             running = 0.0
-            for i, (index, x, share) in enumerate(_batches(data, recipe, generator, world)):
+            for i, (index, x, share) in enumerate(_batches(data, recipe, generator, world, item_seed(seed, "augment", epoch))):
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr * lr_factor(recipe.schedule, epoch * batches_per_epoch + i, total)
                 x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
@@ -204,11 +207,11 @@ def rank_slice(batch: int, world: distributed.World) -> tuple[slice, float]:
 
 
 def _batches(
-    data: ImageSet, recipe: TrainRecipe, generator: torch.Generator, world: distributed.World,
+    data: ImageSet, recipe: TrainRecipe, generator: torch.Generator, world: distributed.World, epoch_seed: int,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
     """(indices, augmented images, share of the global batch) for this rank, one epoch."""
     if world.distributed:
-        return rank_batches(data, recipe, generator, world)
+        return rank_batches(data, recipe, generator, world, epoch_seed)
     return ((index, x, 1.0) for index, x in epoch_batches(data, recipe, generator))
 
 
