@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ddkit.models.teachers import load_or_squeeze, teacher_config
+from ddkit.locks import lock_path
+from ddkit.models.teachers import cache_entry, load_or_squeeze, teacher_config
 from tests.ddp_worker import SQUEEZE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +27,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(processes: int, out: Path, *args: str, timeout: float = 300) -> tuple[list[int], str]:
-    """Start `processes` ranks of the worker; (their exit codes, their output)."""
+def launch(processes: int, out: Path, *args: str, timeout: float = 300) -> tuple[list[int], list[str]]:
+    """Start `processes` ranks of the worker; (their exit codes, their outputs)."""
     out.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
                         "WORLD_SIZE": str(processes), "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
@@ -39,13 +40,13 @@ def launch(processes: int, out: Path, *args: str, timeout: float = 300) -> tuple
     finally:
         for rank in ranks:
             rank.kill()
-    return [rank.returncode for rank in ranks], "\n".join(outputs)
+    return [rank.returncode for rank in ranks], outputs
 
 
 def run(processes: int, out: Path, *args: str) -> list[dict]:
     """Every rank's result; the ranks must all succeed."""
-    codes, output = launch(processes, out, *args)
-    assert codes == [0] * processes, output[-3000:]
+    codes, outputs = launch(processes, out, *args)
+    assert codes == [0] * processes, "\n".join(outputs)[-3000:]
     return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(processes)]
 
 
@@ -87,8 +88,8 @@ def test_squeeze_on_two_processes_writes_one_teacher_that_one_process_loads(tmp_
 
 
 def test_an_interrupted_squeeze_resumes_from_its_epoch_checkpoint_on_another_world_size(tmp_path):
-    codes, output = launch(2, tmp_path / "stopped-2", "squeeze", str(tmp_path / "a"), "7")  # in epoch 2 of 3
-    assert codes == [1, 1] and "stopped at step 7" in output
+    codes, outputs = launch(2, tmp_path / "stopped-2", "squeeze", str(tmp_path / "a"), "7")  # in epoch 2 of 3
+    assert codes == [1, 1] and all("stopped at step 7" in output for output in outputs)
     (entry,) = (tmp_path / "a" / "teachers").glob("*/*")
     assert (entry / "resume.pt").exists() and not (entry / "model.safetensors").exists()
     (resumed,) = run(1, tmp_path / "one", "squeeze", str(tmp_path / "a"))
@@ -97,4 +98,14 @@ def test_an_interrupted_squeeze_resumes_from_its_epoch_checkpoint_on_another_wor
     assert codes == [1]
     pair = run(2, tmp_path / "two", "squeeze", str(tmp_path / "b"))
     assert pair[0]["steps"] == pair[1]["steps"] == list(range(10, 15))
+    entry = Path(pair[0]["entry"])
     assert (entry / "model.safetensors").exists() and not (entry / "resume.pt").exists()
+
+
+def test_an_error_on_rank_0_reaches_the_other_ranks_instead_of_leaving_them_waiting(tmp_path, tiny):
+    entry = cache_entry(teacher_config("convnet-bn", SQUEEZE), tiny, tmp_path)
+    entry.parent.mkdir(parents=True)
+    lock_path(entry).write_text("the user's notes")  # rank 0 refuses to take this lock
+    codes, outputs = launch(2, tmp_path / "out", "squeeze", str(tmp_path), timeout=120)
+    assert codes == [1, 1], outputs
+    assert all("DDKitError: " in output and "is not a ddkit lock file" in output for output in outputs), outputs
