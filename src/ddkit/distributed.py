@@ -16,8 +16,9 @@ import datetime
 import hashlib
 import json
 import os
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, ContextManager, Iterator, Optional, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -134,3 +135,76 @@ def shard(items: Sequence[T], world: World | None = None) -> list[T]:
     """This rank's share of `items`: every size-th item from its rank on (round robin)."""
     world = world or current()
     return list(items[world.rank :: world.size])
+
+
+def on_main(fn: Callable[[], T]) -> T:
+    """`fn()` run by rank 0 alone (it writes a shared file, repairs a cache entry); its value on every
+    rank. When it fails, every rank fails too, so none is left waiting at the next collective: with
+    rank 0's one-line DDKitError, or (for an unexpected error, whose traceback rank 0 prints) with a
+    line that points at rank 0."""
+    world = current()
+    if not world.distributed:
+        return fn()
+    outcome: tuple[Any, Optional[str]] = (None, None)
+    error: Optional[BaseException] = None
+    if world.is_main:
+        try:
+            outcome = (fn(), None)
+        except Exception as err:  # any failure must reach the waiting ranks, not only DDKitError
+            error = err
+            outcome = (None, str(err) if isinstance(err, DDKitError) else f"rank 0 failed ({type(err).__name__}); see its error")
+    value, failure = broadcast(outcome)
+    if error is not None:
+        raise error
+    if failure is not None:
+        raise DDKitError(failure)
+    return value
+
+
+def gather_results(fn: Callable[[], T]) -> list[T]:
+    """Every rank's `fn()` (work of its own, with no collectives inside), in rank order, on every
+    rank. When it fails on any rank, it fails on every rank, with the failing rank's one line, so
+    no rank is left waiting for the others' results."""
+    world = current()
+    if not world.distributed:
+        return [fn()]
+    value, failure, error = None, None, None
+    try:
+        value = fn()
+    except Exception as err:  # any failure must reach the waiting ranks, not only DDKitError
+        error = err
+        failure = str(err) if isinstance(err, DDKitError) else f"rank {world.rank} failed ({type(err).__name__}); see its error"
+    outcomes = gather((value, failure))
+    if error is not None:
+        raise error
+    failures = [f for _, f in outcomes if f is not None]
+    if failures:
+        raise DDKitError(failures[0])
+    return [v for v, _ in outcomes]
+
+
+@contextmanager
+def main_holds(context: ContextManager[Any]) -> Iterator[None]:
+    """Run the block on every rank while rank 0 alone holds `context` (a lock on a shared output):
+    the ranks of one job share the work, and other jobs wait for it. The other ranks enter the
+    block only once rank 0 holds it, and raise its error if it could not take it."""
+    with ExitStack() as stack:
+        on_main(lambda: stack.enter_context(context))
+        yield
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """The sum of `value` over the ranks (a new tensor), on every rank."""
+    if not current().distributed:
+        return value
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total
+
+
+def sync_from_main(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers into `module` on every rank (after DDP training each
+    rank's batch-norm statistics saw only its own slices; rank 0's are the ones saved)."""
+    if current().distributed:
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)

@@ -4,6 +4,23 @@ Every random choice (batch order, augmentation) draws from one generator seeded 
 and the model is built from the same seed, so a (recipe, data, seed) triple gives the same
 weights on the same machine. With `checkpoint`, state is saved atomically after each epoch and
 an interrupted fit resumes from the last finished epoch.
+
+Under torchrun, `fit(..., ddp=True)` trains one model over all ranks with DistributedDataParallel
+(every rank calls it together). The seeded generator, identical on every rank, still draws the
+global batch order; each rank reads and augments only its contiguous slice of each global batch,
+and its loss is weighted by its share of the batch, so DDP's gradient average is the gradient of
+the batch's mean loss, as in one process. Augmentation cannot be drawn for a whole batch without
+reading it, so under DDP each rank augments its slice from a generator seeded by (fit's seed,
+epoch, batch, rank), and the shared generator draws the batch order alone. The randomness is as
+reproducible as in one process for a given world size (and resumes exactly), but it is not the
+one-process draw: with augmentation the augmented images differ and, since one process also draws
+them from the shared generator, the later epochs' orders too; batch norm normalises over each
+rank's slice (as in any DDP run without SyncBatchNorm). A DDP run therefore agrees with a
+one-process run within a tolerance, not bit for bit (without augmentation or batch norm: up to
+float summation order). With one
+process `ddp=True` changes nothing. Only rank 0 writes checkpoints and curves; every rank resumes
+from rank 0's checkpoint, which holds only world-independent state (weights, optimiser, the
+shared generator), so a run may resume with another world size.
 """
 
 from __future__ import annotations
@@ -19,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from ddkit import distributed
 from ddkit.config import ADDED_OPTION
 from ddkit.curves import CurveLog
 from ddkit.data.augment import AUGMENTATIONS
@@ -28,6 +47,7 @@ from ddkit.devices import module_device
 from ddkit.errors import DDKitError
 from ddkit.progress import steps
 from ddkit.runs import atomic_write_bytes
+from ddkit.seeds import item_seed
 
 log = logging.getLogger(__name__)
 INFERENCE_BATCH = 1000  # images per forward pass when only predicting: memory, not results, depends on it
@@ -98,6 +118,22 @@ def epoch_batches(data: ImageSet, recipe: TrainRecipe, generator: torch.Generato
         yield index, augment(data.load(index), (data.mean, data.std), generator)
 
 
+def rank_batches(
+    data: ImageSet, recipe: TrainRecipe, generator: torch.Generator, world: distributed.World, epoch_seed: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    """One epoch under DDP: (this rank's indices, their augmented images, their share of the global
+    batch). Every rank draws the same order from the shared `generator`, which nothing else draws
+    from, so the ranks stay in step (and the order is the one-process order when that does not
+    augment); a rank reads only its own slice and augments it from (`epoch_seed`, batch, rank)."""
+    augment = AUGMENTATIONS.get(recipe.augmentation)
+    order = torch.randperm(len(data), generator=generator)
+    for b, index in enumerate(order.split(recipe.batch_size)):
+        part, share = rank_slice(len(index), world)
+        mine = index[part]
+        rank_generator = torch.Generator().manual_seed(item_seed(epoch_seed, b, world.rank))
+        yield mine, augment(data.load(mine), (data.mean, data.std), rank_generator), share
+
+
 def fit(
     model: nn.Module,
     data: ImageSet,
@@ -108,9 +144,12 @@ def fit(
     description: str = "train",
     checkpoint: Optional[Path] = None,
     curves: Optional[CurveLog] = None,
+    ddp: bool = False,
 ) -> nn.Module:
     """Train `model` in place on the device it lives on; augmentation runs on the CPU (seeded generator).
-    Each epoch's mean loss and final learning rate go to `curves` (step = epochs done)."""
+    Each epoch's mean loss and final learning rate go to `curves` (step = epochs done). With `ddp`,
+    every rank of a torchrun world calls this together and they train one model (module docstring)."""
+    world = distributed.current() if ddp else distributed.World()
     device = module_device(model)
     labels = data.labels.to(device)
     loss_fn = loss_fn or hard_label_loss(labels, recipe.label_smoothing)
@@ -121,35 +160,72 @@ def fit(
     batches_per_epoch = math.ceil(len(data) / recipe.batch_size)
     epochs = recipe.epochs_for(len(data))
     total = batches_per_epoch * epochs
-    start_epoch = _resume(checkpoint, model, optimizer, generator) if checkpoint else 0
-    curves = curves or CurveLog()
+    start_epoch = _resume(checkpoint, model, optimizer, generator, world) if checkpoint else 0
+    curves = curves if curves and world.is_main else CurveLog()
     curves.resume(start_epoch)
+    trained = _ddp(model, device) if world.distributed else model
 
     model.train()
     with steps(progress, description, epochs, unit="epoch") as bar, curves:
         bar.skip(start_epoch)
         for epoch in range(start_epoch, epochs):
             running = 0.0
-            for i, (index, x) in enumerate(epoch_batches(data, recipe, generator)):
+            for i, (index, x, share) in enumerate(_batches(data, recipe, generator, world, item_seed(seed, "augment", epoch))):
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr * lr_factor(recipe.schedule, epoch * batches_per_epoch + i, total)
                 x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-                loss = loss_fn(model(x), Batch(x, index.to(device), epoch))
-                if not torch.isfinite(loss):
-                    raise DDKitError(f"{description}: loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate")
+                loss, batch_loss = weighted_loss(loss_fn(trained(x), Batch(x, index.to(device), epoch)), share, world)
+                if not torch.isfinite(batch_loss):  # the same number on every rank: they stop together
+                    raise DDKitError(f"{description}: loss became {batch_loss.item()} at epoch {epoch + 1}; lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                running += loss.item()
+                running += batch_loss.item()
             epoch_loss = running / batches_per_epoch
             # the row before the checkpoint: a resume may redo a logged epoch, never skip one
             curves.log(epoch + 1, loss=epoch_loss, lr=optimizer.param_groups[0]["lr"])
-            if checkpoint:
+            if checkpoint and world.is_main:
                 _save_state(checkpoint, epoch + 1, model, optimizer, generator)
             bar.advance(status=f"loss {epoch_loss:.3f}")
+    if world.distributed:
+        distributed.sync_from_main(model)
     model.to(memory_format=torch.contiguous_format)  # inference on a fresh or reloaded copy must match
     model.eval()
     return model
+
+
+def rank_slice(batch: int, world: distributed.World) -> tuple[slice, float]:
+    """This rank's contiguous part of a global batch of `batch` items (as positions) and its share
+    of the batch. A rank left without items (a last batch smaller than the world) gets the first
+    one with share 0: DDP still needs its (zero) gradient."""
+    if not world.distributed:
+        return slice(None), 1.0
+    base, extra = divmod(batch, world.size)
+    start = world.rank * base + min(world.rank, extra)
+    stop = start + base + (world.rank < extra)
+    return (slice(start, stop), (stop - start) / batch) if stop > start else (slice(0, 1), 0.0)
+
+
+def _batches(
+    data: ImageSet, recipe: TrainRecipe, generator: torch.Generator, world: distributed.World, epoch_seed: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    """(indices, augmented images, share of the global batch) for this rank, one epoch."""
+    if world.distributed:
+        return rank_batches(data, recipe, generator, world, epoch_seed)
+    return ((index, x, 1.0) for index, x in epoch_batches(data, recipe, generator))
+
+
+def _ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def weighted_loss(loss: torch.Tensor, share: float, world: distributed.World) -> tuple[torch.Tensor, torch.Tensor]:
+    """(what this rank back-propagates, the global batch's mean loss). DDP averages gradients over
+    the ranks, so each rank's mean loss is weighted by share × size: the average is then the
+    gradient of the whole batch's mean loss, even when the slices differ in size."""
+    if not world.distributed:
+        return loss, loss.detach()
+    return loss * (share * world.size), distributed.all_reduce_sum(loss.detach() * share)
 
 
 @torch.no_grad()
@@ -160,8 +236,16 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = INF
     return torch.cat([model(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
 
 
-def accuracy(model: nn.Module, data: ImageSet, batch_size: int = INFERENCE_BATCH) -> float:
-    predictions = torch.cat([predict_logits(model, images, batch_size).argmax(1) for _, images, _ in data.batches(batch_size)])
+def accuracy(model: nn.Module, data: ImageSet, batch_size: int = INFERENCE_BATCH, spread: bool = False) -> float:
+    """Top-1 accuracy (%) on `data`, read chunk by chunk. With `spread`, every rank calls it
+    together and scores its round-robin share of the chunks; the predictions are gathered in
+    order, so the number is the one-process number, bit for bit."""
+    chunks = list(enumerate(torch.arange(len(data)).split(batch_size)))
+    mine = distributed.shard(chunks) if spread else chunks
+    predicted = {i: predict_logits(model, data.load(index), batch_size).argmax(1) for i, index in mine}
+    if spread:
+        predicted = {i: p for part in distributed.gather(predicted) for i, p in part.items()}
+    predictions = torch.cat([predicted[i] for i, _ in chunks])
     return float((predictions == data.labels).float().mean()) * 100
 
 
@@ -192,8 +276,14 @@ def load_resume_point(path: Path, device: torch.device, keys: tuple[str, ...]) -
     return state
 
 
-def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
-    state = load_resume_point(path, module_device(model), ("epoch", "model", "optimizer", "generator"))
+def _resume(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, world: distributed.World,
+) -> int:
+    keys = ("epoch", "model", "optimizer", "generator")
+    if world.distributed:  # rank 0 reads (and may discard a damaged file); every rank resumes from what it read
+        state = distributed.on_main(lambda: load_resume_point(path, torch.device("cpu"), keys))
+    else:
+        state = load_resume_point(path, module_device(model), keys)
     if state is None:
         return 0
     model.load_state_dict(state["model"])

@@ -9,6 +9,14 @@ pipeline directory (`unet/`, `scheduler/`, `model_index.json`) plus `ddkit_prior
 Quality check: after training, `check_per_class` samples per class are drawn and classified by
 a ddkit teacher; the share classified as their conditioning class is the prior's
 `teacher_agreement`, stored with the entry.
+
+Under torchrun every rank calls `resolve_prior` together. Rank 0 alone verifies (and repairs)
+the cache and holds its lock; a prior to train is trained by all ranks under DistributedDataParallel:
+every rank draws the whole batch's order, noise, timesteps and label dropout from the shared epoch
+generator (cheap) and reads and denoises only its contiguous slice of the batch, so a run differs
+from one process only in float summation order. Rank 0 alone writes the per-epoch resume point
+and the final directory; the others then load it. The resume point holds no per-rank state, so
+an interrupted run resumes with the same or another number of processes.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 from rich.progress import Progress
+from torch.nn.parallel import DistributedDataParallel
 
+from ddkit import distributed
 from ddkit.config import ADDED_OPTION, build, hash_dict, load_yaml, merge, to_dict
 from ddkit.curves import CurveLog, log_interval
 from ddkit.data.images import DataSplits
@@ -56,7 +66,7 @@ from ddkit.runs import (
     verify_checksums,
 )
 from ddkit.seeds import item_seed
-from ddkit.training import INFERENCE_BATCH, load_resume_point, predict_logits
+from ddkit.training import INFERENCE_BATCH, load_resume_point, predict_logits, rank_slice, weighted_loss
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
 RESUME, CURVES = "resume.pt", "curves"
@@ -172,17 +182,33 @@ def resolve_prior(
     cached = Path(cache_dir or default_cache_dir()) / "priors" / splits.name / entry
     shipped = SHIPPED / splits.name / entry
     if not retrain:
-        prior = _load_cached(cached, device) or _load_shipped(shipped, device)
+        prior = _load_everywhere(lambda: _load_cached(cached, device) or _load_shipped(shipped, device), device)
         if prior is not None:
             log.info("prior %s: reusing %s", recipe.name, prior.meta["source"])
             return prior
-    with exclusive(cached, f"prior {recipe.name} ({cached})"):
-        prior = None if retrain else _load_cached(cached, device)  # another process may have trained it meanwhile
+    with distributed.main_holds(exclusive(cached, f"prior {recipe.name} ({cached})")):
+        # another job may have trained it meanwhile
+        prior = None if retrain else _load_everywhere(lambda: _load_cached(cached, device), device)
         if prior is None:
             log.info("prior %s: training it into %s", recipe.name, cached)
             squeeze_prior(recipe, splits, cached, teacher, progress, device, cache_dir)
             prior = load_prior(cached, device)
     return prior
+
+
+def _load_everywhere(find: Callable[[], Optional[Prior]], device: torch.device) -> Optional[Prior]:
+    """Rank 0 runs `find` (which verifies, and may repair the cache); every other rank loads the
+    folder it found, so no two ranks check or repair one entry at once."""
+    found: list[Optional[Prior]] = [None]
+
+    def look() -> Optional[str]:
+        found[0] = find()
+        return None if found[0] is None else found[0].meta["source"]
+
+    source = distributed.on_main(look)
+    if found[0] is not None or source is None:
+        return found[0]
+    return load_prior(source, device)
 
 
 def _load_cached(folder: Path, device: torch.device) -> Optional[Prior]:
@@ -226,9 +252,11 @@ def squeeze_prior(
     recipe: PriorRecipe, splits: DataSplits, out: Path, teacher: Callable[[str], Teacher],
     progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"), cache_dir: Optional[Path] = None,
 ) -> dict[str, Any]:
-    """Train, check and save a prior into `out` (atomically); resumes from `out`.partial."""
+    """Train, check and save a prior into `out` (atomically); resumes from `out`.partial. Under
+    torchrun every rank calls it together (module docstring)."""
     train = splits.train
-    work = open_workdir(out.with_name(out.name + ".partial"), f"prior {recipe.name}")
+    world = distributed.current()
+    work = distributed.on_main(lambda: open_workdir(out.with_name(out.name + ".partial"), f"prior {recipe.name}"))
     torch.manual_seed(recipe.seed)
     text = TextConditioning.build(recipe, splits) if recipe.text_encoder else None
     dim = text.encoder.dim if text else 0
@@ -245,8 +273,9 @@ def squeeze_prior(
     start_epoch, seconds, devices = _resume(work / RESUME, model, ema, optimizer)
     alphas = scheduler.alphas_cumprod.to(device)
     null = train.num_classes
-    curves, every, window = CurveLog(work / CURVES, "train"), log_interval(recipe.epochs * batches), []
+    curves, every, window = CurveLog(work / CURVES if world.is_main else None, "train"), log_interval(recipe.epochs * batches), []
     curves.resume(start_epoch * batches)
+    trained = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world.distributed else model
     model.train()
     with steps(progress, f"squeeze prior {recipe.name}", recipe.epochs * batches, unit="step") as bar, curves:
         bar.skip(start_epoch * batches)
@@ -256,25 +285,30 @@ def squeeze_prior(
             # every random number of an epoch comes from the epoch's own generator: resume-safe
             generator = torch.Generator().manual_seed(item_seed(recipe.seed, "prior-epoch", epoch))
             order = torch.randperm(len(train), generator=generator)
-            for b, (rows, images, _) in enumerate(train.batches(recipe.batch_size, order)):
+            for b, rows in enumerate(order.split(recipe.batch_size)):
                 step = epoch * batches + b
                 lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / total))
                 optimizer.param_groups[0]["lr"] = lr
-                x0 = (images * 2 - 1).to(device)
-                noise = torch.randn(x0.shape, generator=generator).to(device)
-                t = torch.randint(0, recipe.train_timesteps, (len(rows),), generator=generator).to(device)
+                # The whole batch's random numbers, on every rank (the generator stays shared); each rank keeps its slice.
+                noise = torch.randn((len(rows), *train.image_shape), generator=generator)
+                t = torch.randint(0, recipe.train_timesteps, (len(rows),), generator=generator)
+                if text is None:
+                    condition = train.labels[rows].clone()
+                    condition[torch.rand(len(rows), generator=generator) < recipe.class_dropout] = null
+                else:
+                    condition = text.states(rows, train.labels[rows], recipe, generator)
+                part, share = rank_slice(len(rows), world)
+                x0 = (train.load(rows[part]) * 2 - 1).to(device)
+                noise, t, condition = noise[part].to(device), t[part].to(device), condition[part].to(device)
                 a = alphas[t].view(-1, 1, 1, 1)
                 noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
                 if text is None:
-                    labels = train.labels[rows].clone()
-                    labels[torch.rand(len(rows), generator=generator) < recipe.class_dropout] = null
-                    predicted = model(noisy, t, class_labels=labels.to(device)).sample
+                    predicted = trained(noisy, t, class_labels=condition).sample
                 else:
-                    states = text.states(rows, train.labels[rows], recipe, generator).to(device)
-                    predicted = model(noisy, t, encoder_hidden_states=states).sample
-                loss = F.mse_loss(predicted, noise)
-                if not torch.isfinite(loss):
-                    raise DDKitError(f"prior loss became {loss.item()} at epoch {epoch + 1}; lower the lr (now {recipe.lr})")
+                    predicted = trained(noisy, t, encoder_hidden_states=condition).sample
+                loss, batch_loss = weighted_loss(F.mse_loss(predicted, noise), share, world)
+                if not torch.isfinite(batch_loss):  # the same number on every rank: they stop together
+                    raise DDKitError(f"prior loss became {batch_loss.item()} at epoch {epoch + 1}; lower the lr (now {recipe.lr})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -282,43 +316,57 @@ def squeeze_prior(
                     decay = min(recipe.ema_decay, (1 + step) / (10 + step))  # short warm-up of the average
                     for e, p in zip(ema.parameters(), model.parameters()):
                         e.lerp_(p, 1 - decay)
-                value = loss.item()
+                value = batch_loss.item()
                 window.append(value)
                 if (step + 1) % every == 0:  # each row: the mean loss of the steps since the last one
                     curves.log(step + 1, loss=sum(window) / len(window), lr=lr)
                     window.clear()
                 bar.advance(status=f"loss {value:.4f}")
             seconds += time.perf_counter() - started
-            _save_resume(work / RESUME, epoch + 1, seconds, devices, model, ema, optimizer)
+            if world.is_main:
+                _save_resume(work / RESUME, epoch + 1, seconds, devices, model, ema, optimizer)
     prior = Prior(ema.eval(), scheduler, None, null_class=None if text else null, text_encoder=text.encoder if text else None)
     checker = teacher(recipe.check_teacher)
     prompts = class_prompts(load_vocabulary(recipe.vocabulary), train.class_names) if text else None
     metrics = {"train_seconds": round(seconds, 1), "train_devices": devices, "parameters": sum(p.numel() for p in ema.parameters()),
                **teacher_agreement(prior, checker, train.num_classes, train.image_shape, recipe.check_per_class,
-                                   recipe.check_sampler, recipe.seed, prompts)}
+                                   recipe.check_sampler, recipe.seed, prompts, spread=True)}
     meta = {"recipe": to_dict(recipe), "data": splits.fingerprint, "class_names": list(train.class_names),
             "image_shape": list(train.image_shape), "check_teacher": checker.label,
             "metrics": metrics, "environment": environment(device)}
     meta |= {"text_encoder": recipe.text_encoder, "text_length": recipe.text_length, "class_prompts": prompts} if text else {"null_class": null}
+    return distributed.on_main(lambda: _write_prior(prior, out, meta, work))
+
+
+def _write_prior(prior: Prior, out: Path, meta: dict[str, Any], work: Path) -> dict[str, Any]:
     save_prior_dir(prior, out, meta, work / CURVES)
     remove_workdir(work)
-    return metrics
+    return meta["metrics"]
 
 
 def teacher_agreement(
     prior: Prior, teacher: Teacher, num_classes: int, image_shape: tuple[int, int, int], per_class: int,
-    sampler: SamplerConfig, seed: int, prompts: Optional[list[str]] = None,
+    sampler: SamplerConfig, seed: int, prompts: Optional[list[str]] = None, spread: bool = False,
 ) -> dict[str, Any]:
     """Share of samples (%) the teacher assigns to their conditioning class (its label, or for a
-    text prior the class's bare prompt), overall and per class."""
-    hits = []
-    for c in range(num_classes):
+    text prior the class's bare prompt), overall and per class. With `spread`, every rank calls it
+    together and samples its round-robin share of the classes (each class has its own seed: the
+    numbers are the one-process numbers)."""
+    def class_hits(c: int) -> float:
         generator = torch.Generator().manual_seed(item_seed(seed, "prior-check", c))
         cond = (prior.prompt_condition([prompts[c]] * per_class) if prompts
                 else Condition(labels=torch.full((per_class,), c, device=prior.device)))
         with torch.no_grad():
             images = prior.decode(sample(prior, cond, generator, sampler), image_shape)
-        hits.append((predict_logits(teacher.model, images).argmax(1) == c).float().mean().item() * 100)
+        return (predict_logits(teacher.model, images).argmax(1) == c).float().mean().item() * 100
+
+    def hits_of(classes: list[int]) -> dict[int, float]:
+        return {c: class_hits(c) for c in classes}
+
+    every = list(range(num_classes))
+    parts = distributed.gather_results(lambda: hits_of(distributed.shard(every))) if spread else [hits_of(every)]
+    found = {c: h for part in parts for c, h in part.items()}
+    hits = [found[c] for c in every]
     return {"teacher_agreement": round(sum(hits) / len(hits), 2), "teacher_agreement_per_class": [round(h, 1) for h in hits],
             "check_sampler": to_dict(sampler), "check_per_class": per_class}
 
@@ -382,8 +430,13 @@ def _save_resume(path: Path, epoch: int, seconds: float, devices: list[str], mod
 
 
 def _resume(path: Path, model, ema, optimizer) -> tuple[int, float, list[str]]:
-    """(epochs done, training seconds, devices that trained them) of an interrupted run."""
-    state = load_resume_point(path, next(model.parameters()).device, ("epoch", "seconds", "model", "ema", "optimizer"))
+    """(epochs done, training seconds, devices that trained them) of an interrupted run; under
+    torchrun rank 0 reads it (and may discard a damaged one) and every rank resumes from that."""
+    keys = ("epoch", "seconds", "model", "ema", "optimizer")
+    if distributed.current().distributed:
+        state = distributed.on_main(lambda: load_resume_point(path, torch.device("cpu"), keys))
+    else:
+        state = load_resume_point(path, next(model.parameters()).device, keys)
     if state is None:
         return 0, 0.0, []
     model.load_state_dict(state["model"])

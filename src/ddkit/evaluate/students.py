@@ -1,4 +1,18 @@
-"""Train fresh students on a distilled set under a named preset and score them on the test split."""
+"""Train fresh students on a distilled set under a named preset and score them on the test split.
+
+Under torchrun every rank calls `evaluate_set` together and gets the same summaries back. The
+ranks share the work in one of two ways (`parallel`):
+
+- spread: the (student, seed) runs are dealt round robin over the ranks; each run trains in one
+  process exactly as it would alone, so every number is the one-process number, bit for bit.
+- ddp: the runs go one after the other, each student trained by every rank together under
+  DistributedDataParallel (`training.fit(ddp=True)`): for sets too large for one process to get
+  through quickly. Its numbers agree with one process within a tolerance (ddkit.training).
+- auto: ddp when there are several ranks and the set holds at least DDP_MIN_IMAGES images,
+  spread otherwise (a small set's student trains in seconds; whole runs share out better).
+
+Every seed's record says which mode and world size computed it.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +22,14 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional, get_args
 
 import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 from torch import nn
 
-from ddkit import __version__
+from ddkit import __version__, distributed
 from ddkit.curves import CurveLog
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
@@ -32,6 +46,8 @@ from ddkit.runs import atomic_write_json, check_writable, read_json
 from ddkit.training import Batch, LossFn, accuracy, fit
 
 TeacherLoader = Callable[[str], Teacher]
+Parallel = Literal["auto", "spread", "ddp"]
+DDP_MIN_IMAGES = 5000  # auto: sets at least this large train each student over all ranks (DDP)
 log = logging.getLogger(__name__)
 
 
@@ -101,10 +117,11 @@ def train_student(
     data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int,
     teacher: Optional[Teacher] = None, progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
     stored: Optional[StoredLabels] = None, set_soft_labels: Optional[torch.Tensor] = None, curves: Optional[CurveLog] = None,
+    ddp: bool = False,
 ) -> nn.Module:
     model = build_model(student, data.num_classes, data.image_shape, data.mean, data.std, seed=seed).to(device)
     return fit(model, data, preset.train, seed=seed, loss_fn=label_loss(preset, data, teacher, stored, device, set_soft_labels),
-               progress=progress, description=f"{preset.name} {student.label()} seed {seed}", curves=curves)
+               progress=progress, description=f"{preset.name} {student.label()} seed {seed}", curves=curves, ddp=ddp)
 
 
 def label_loss(
@@ -147,16 +164,31 @@ def student_dir(root: Path, preset: EvalPreset, student: ModelSpec) -> Path:
 def evaluate_set(
     distilled: DistilledSet, preset: EvalPreset, splits: DataSplits, results_dir: Path,
     students: Optional[list[ModelSpec]] = None, teacher_loader: Optional[TeacherLoader] = None,
-    progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
+    progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"), parallel: Parallel = "auto",
 ) -> list[Summary]:
     """Evaluate under `preset` for each student; finished seeds (same preset content) are reused.
 
-    Nothing is trained before the results folder has proven writable, and one process at a time
-    evaluates a set (another waits, then reuses the seeds it finished)."""
+    Nothing is trained before the results folder has proven writable, and one job at a time
+    evaluates a set (another waits, then reuses the seeds it finished). Under torchrun every rank
+    calls this together; `parallel` says how they share the runs (module docstring)."""
     check_preset_fits(preset, distilled)
+    mode = parallel_mode(parallel, preset, len(distilled.labels), distributed.current())
     check_writable(results_dir)
-    with exclusive(results_dir, f"evaluations of {Path(results_dir).parent}"):
-        return _evaluate_set(distilled, preset, splits, results_dir, students, teacher_loader, progress, device)
+    with distributed.main_holds(exclusive(results_dir, f"evaluations of {Path(results_dir).parent}")):
+        return _evaluate_set(distilled, preset, splits, results_dir, students, teacher_loader, progress, device, mode)
+
+
+def parallel_mode(parallel: str, preset: EvalPreset, images: int, world: distributed.World) -> str:
+    """'spread' or 'ddp': how the ranks of `world` share an evaluation of a set of `images`."""
+    if parallel not in get_args(Parallel):
+        raise DDKitError(f"unknown parallel mode {parallel!r}; choose one of: {', '.join(get_args(Parallel))}")
+    if parallel == "auto":
+        large = world.distributed and images >= DDP_MIN_IMAGES
+        return "ddp" if large and preset.labels != "soft-stored" else "spread"
+    if parallel == "ddp" and preset.labels == "soft-stored":
+        raise DDKitError(f"preset {preset.name} replays soft labels recorded for one-process batches, which DDP "
+                         "does not draw; evaluate it with parallel 'spread'")
+    return parallel
 
 
 def check_preset_fits(preset: EvalPreset, distilled: DistilledSet) -> None:
@@ -169,7 +201,7 @@ def check_preset_fits(preset: EvalPreset, distilled: DistilledSet) -> None:
 def _evaluate_set(
     distilled: DistilledSet, preset: EvalPreset, splits: DataSplits, results_dir: Path,
     students: Optional[list[ModelSpec]], teacher_loader: Optional[TeacherLoader], progress: Optional[Progress],
-    device: torch.device,
+    device: torch.device, mode: str,
 ) -> list[Summary]:
     teacher = teacher_loader(preset.teacher) if preset.uses_teacher and teacher_loader else None
     if preset.uses_teacher and teacher is None:
@@ -177,44 +209,78 @@ def _evaluate_set(
     data = distilled.as_image_set()
     scored = scoring_split(preset, splits)
     shifted = shifted_sets(scored, preset.shifts)
+    runs = [(student, seed) for student in students or [preset.student] for seed in preset.seeds]
+    paths = [student_dir(results_dir, preset, student) / f"seed-{seed}.json" for student, seed in runs]
+    # Rank 0 alone looks for finished seeds: a rank that finishes one meanwhile must not change another's plan.
+    results = distributed.on_main(lambda: {i: r for i, path in enumerate(paths) if (r := _finished(path, preset))})
+    todo = [i for i in range(len(runs)) if i not in results]
+
+    def run(i: int, ddp: bool) -> dict:
+        student, seed = runs[i]
+        return _evaluate_run(data, preset, student, seed, teacher, scored, shifted, paths[i], results_dir, progress,
+                             device, distilled.soft_labels, mode, ddp)
+
+    if mode == "ddp":
+        results |= {i: run(i, ddp=True) for i in todo}
+    else:
+        mine = distributed.shard(todo)
+        for part in distributed.gather_results(lambda: {i: run(i, ddp=False) for i in mine}):
+            results |= part
     summaries = []
-    for student in students or [preset.student]:
-        folder = student_dir(results_dir, preset, student)
-        accuracies, shift_accuracies = [], []
-        for seed in preset.seeds:
-            path = folder / f"seed-{seed}.json"
-            if path.exists() and read_json(path).get("preset_fingerprint") == preset.fingerprint:
-                log.debug("%s %s seed %d: reusing %s", preset.name, student.label(), seed, path)
-                accuracies.append(read_json(path)["test_accuracy"])
-                shift_accuracies.append(read_json(path).get("shift_accuracy", {}))
-                continue
-            started = time.perf_counter()
-            stored = None
-            if preset.labels == "soft-stored":  # relabel files belong to the set, shared by every student
-                record = Path(results_dir).parent / "relabel" / f"{preset.name}-{preset.fingerprint}" / f"seed-{seed}.safetensors"
-                stored = stored_labels(data, preset, seed, teacher, record, progress)
-            model = train_student(data, preset, student, seed, teacher, progress, device, stored, distilled.soft_labels,
-                                  CurveLog(folder / "curves", f"seed-{seed}"))
-            result = {
-                "preset": preset.name, "preset_fingerprint": preset.fingerprint, "quick": preset.quick,
-                "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,
-                "test_accuracy": round(accuracy(model, scored), 3), "scored_images": len(scored),
-                "shift_accuracy": {name: round(accuracy(model, images), 3) for name, images in shifted.items()},
-                "train_images": len(data), "seconds": round(time.perf_counter() - started, 1),
-                "ddkit": __version__, "device": device_label(device),
-                **({"stored_label_bytes": stored.nbytes} if stored else {}),
-            }
-            atomic_write_json(path, result)
-            accuracies.append(result["test_accuracy"])
-            shift_accuracies.append(result["shift_accuracy"])
-        summary = Summary(
+    for k, student in enumerate(students or [preset.student]):
+        records = [results[k * len(preset.seeds) + j] for j in range(len(preset.seeds))]
+        accuracies = [r["test_accuracy"] for r in records]
+        summaries.append(Summary(
             preset.name, student.label(), teacher.label if teacher else None, preset.quick, list(preset.seeds),
             accuracies, round(statistics.fmean(accuracies), 2), round(statistics.pstdev(accuracies), 2),
-            {name: round(statistics.fmean(s[name] for s in shift_accuracies), 2) for name in preset.shifts},
-        )
-        atomic_write_json(folder / "summary.json", asdict(summary) | {"ddkit": __version__})
-        summaries.append(summary)
+            {name: round(statistics.fmean(r.get("shift_accuracy", {})[name] for r in records), 2) for name in preset.shifts},
+        ))
+    folders = [student_dir(results_dir, preset, student) for student in students or [preset.student]]
+    distributed.on_main(lambda: _write_summaries(folders, summaries))
     return summaries
+
+
+def _write_summaries(folders: list[Path], summaries: list[Summary]) -> None:
+    for folder, summary in zip(folders, summaries):
+        atomic_write_json(folder / "summary.json", asdict(summary) | {"ddkit": __version__})
+
+
+def _finished(path: Path, preset: EvalPreset) -> Optional[dict]:
+    """The record of a seed finished under this very preset content, or None."""
+    if path.exists() and (record := read_json(path)).get("preset_fingerprint") == preset.fingerprint:
+        log.debug("%s: reusing %s", preset.name, path)
+        return record
+    return None
+
+
+def _evaluate_run(
+    data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int, teacher: Optional[Teacher], scored: ImageSet,
+    shifted: dict[str, ImageSet], path: Path, results_dir: Path, progress: Optional[Progress], device: torch.device,
+    set_soft_labels: Optional[torch.Tensor], mode: str, ddp: bool,
+) -> dict:
+    """Train and score one (student, seed) and write its record; with `ddp`, every rank together (rank 0 writes)."""
+    started = time.perf_counter()
+    stored = None
+    if preset.labels == "soft-stored":  # relabel files belong to the set, shared by every student
+        record = Path(results_dir).parent / "relabel" / f"{preset.name}-{preset.fingerprint}" / f"seed-{seed}.safetensors"
+        stored = stored_labels(data, preset, seed, teacher, record, progress)
+    model = train_student(data, preset, student, seed, teacher, progress, device, stored, set_soft_labels,
+                          CurveLog(path.parent / "curves", f"seed-{seed}"), ddp)
+    result = {
+        "preset": preset.name, "preset_fingerprint": preset.fingerprint, "quick": preset.quick,
+        "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,
+        "test_accuracy": round(accuracy(model, scored, spread=ddp), 3), "scored_images": len(scored),
+        "shift_accuracy": {name: round(accuracy(model, images, spread=ddp), 3) for name, images in shifted.items()},
+        "train_images": len(data), "seconds": round(time.perf_counter() - started, 1),
+        "ddkit": __version__, "device": device_label(device),
+        "parallel": mode, "world_size": distributed.current().size,
+        **({"stored_label_bytes": stored.nbytes} if stored else {}),
+    }
+    if ddp:
+        distributed.on_main(lambda: atomic_write_json(path, result))
+    else:
+        atomic_write_json(path, result)
+    return result
 
 
 def read_summaries(results_dir: Path) -> list[Summary]:

@@ -3,6 +3,12 @@
 A teacher is named by a recipe in `presets/teachers/<name>.yaml` (architecture + training
 recipe + seed). Its cache entry is keyed by the training data's content hash and the resolved
 recipe, so changing either trains a new teacher and a second run reuses the first.
+
+Under torchrun every rank calls `load_or_squeeze` together. Rank 0 alone checks (and repairs) the
+cache entry and holds its lock; a missing teacher is trained by all ranks at once under DDP
+(`training.fit(ddp=True)`), rank 0 alone writes its per-epoch checkpoints and the final files,
+and then every rank loads what rank 0 wrote. A checkpoint holds no per-rank state, so an
+interrupted squeeze resumes with the same or another number of processes.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, Optional
 import torch
 from rich.progress import Progress
 
+from ddkit import distributed
 from ddkit.config import build, hash_dict, load_yaml, merge, to_dict
 from ddkit.curves import CurveLog
 from ddkit.data.images import DataSplits
@@ -101,12 +108,15 @@ def load_or_squeeze(
         load_weights(model, Path(config.weights))
         return Teacher(config, model.to(device).eval(), {"source": config.weights})
     entry = cache_entry(config, splits, cache_dir or default_cache_dir())
-    metrics = _load_cached(model, entry)
+    # Rank 0 alone checks the entry (it may remove a damaged one); the other ranks load what it verified.
+    metrics = distributed.on_main(lambda: _load_cached(model, entry))
     if metrics is None:
-        with exclusive(entry, f"teacher {config.name} ({entry})"):
-            metrics = _load_cached(model, entry) or _squeeze(model, config, splits, entry, progress, device)
+        with distributed.main_holds(exclusive(entry, f"teacher {config.name} ({entry})")):
+            metrics = distributed.on_main(lambda: _load_cached(model, entry)) or _squeeze(model, config, splits, entry, progress, device)
     else:
         log.info("teacher %s: reusing the cached one in %s", config.name, entry)
+    if not distributed.is_main():
+        load_weights(model, entry / WEIGHTS)
     return Teacher(config, model.to(device).eval(), metrics | {"key": entry.name, "path": str(entry)})
 
 
@@ -134,19 +144,26 @@ def _squeeze(
     model: Classifier, config: TeacherConfig, splits: DataSplits, entry: Path, progress: Optional[Progress],
     device: torch.device,
 ) -> dict[str, Any]:
+    """Train the teacher (every rank together under torchrun) and write its entry (rank 0); its metrics."""
     log.info("teacher %s: not cached yet; training it into %s", config.name, entry)
     entry.mkdir(parents=True, exist_ok=True)
     model.to(device)
     started = time.perf_counter()
-    fit(model, splits.train, config.train, seed=config.seed, progress=progress,
-        description=f"squeeze {config.name}", checkpoint=entry / RESUME, curves=CurveLog(entry / CURVES, "train"))
+    fit(model, splits.train, config.train, seed=config.seed, progress=progress, description=f"squeeze {config.name}",
+        checkpoint=entry / RESUME, curves=CurveLog(entry / CURVES, "train"), ddp=True)
     seconds = time.perf_counter() - started
     metrics = {
         "train_seconds": round(seconds, 1),
-        "val_accuracy": round(accuracy(model, splits.val), 2),
-        "test_accuracy": round(accuracy(model, splits.test), 2),
+        "val_accuracy": round(accuracy(model, splits.val, spread=True), 2),
+        "test_accuracy": round(accuracy(model, splits.test, spread=True), 2),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    return distributed.on_main(lambda: _write_entry(model, config, splits, entry, metrics, device))
+
+
+def _write_entry(
+    model: Classifier, config: TeacherConfig, splits: DataSplits, entry: Path, metrics: dict[str, Any], device: torch.device,
+) -> dict[str, Any]:
     save_weights(model, entry / WEIGHTS, metadata={"teacher": config.name, "data": splits.fingerprint})
     atomic_write_json(
         entry / MANIFEST,
