@@ -50,7 +50,7 @@ def run_items(
         if world.distributed:
             raise DDKitError("synthesis on several processes shares its work items through files: give it a work "
                              "folder (ddkit synthesize/run always do)")
-        return list(_made(items, items, make, None, fingerprint, description, progress))
+        return list(_made(items, 0, make, None, fingerprint, f"{description} ({len(items)} batches)", progress))
     # Rank 0 alone decides what is left, so that every rank shards the same list even while a fast
     # rank is already writing its first items.
     pending = distributed.broadcast([i for i, item in enumerate(items) if load_item(workdir, item.key, fingerprint) is None])
@@ -58,8 +58,10 @@ def run_items(
         log.warning("%d processes for %d unfinished work items: %d of them have nothing to do", world.size, len(pending),
                     world.size - len(pending))
     mine = [items[i] for i in distributed.shard(pending, world)]
+    label = f"{description} ({len(items)} batches" + (f", {len(mine)} of them on this process)" if world.distributed else ")")
     # Through gather_results, a failing rank stops every rank with its error instead of leaving them at the barrier.
-    distributed.gather_results(lambda: sum(1 for _ in _made(mine, items, make, workdir, fingerprint, description, progress)))
+    distributed.gather_results(lambda: sum(1 for _ in _made(mine, len(items) - len(pending), make, workdir, fingerprint,
+                                                            label, progress)))
     results = [load_item(workdir, item.key, fingerprint) for item in items]
     missing = [item.key for item, result in zip(items, results) if result is None]
     if missing:
@@ -69,12 +71,12 @@ def run_items(
 
 
 def _made(
-    mine: Sequence[Item], items: Sequence[Item], make: Callable[[Item], ItemResult], workdir: Optional[Path],
-    fingerprint: str, description: str, progress: Optional[Progress],
+    mine: Sequence[Item], resumed: int, make: Callable[[Item], ItemResult], workdir: Optional[Path],
+    fingerprint: str, label: str, progress: Optional[Progress],
 ) -> Iterator[ItemResult]:
-    """Make (and keep) this rank's items under one progress bar that counts every item of the set."""
-    with steps(progress, f"{description} ({len(items)} batches)", len(items), unit="batch") as bar:
-        for _ in range(len(items) - len(mine)):
+    """Make (and keep) this rank's items under a progress bar of the items an earlier run finished and its own."""
+    with steps(progress, label, resumed + len(mine), unit="batch") as bar:
+        for _ in range(resumed):
             bar.skip()
         for item in mine:
             result = make(item)
