@@ -61,6 +61,12 @@ def test_spread_evaluation_gives_every_seed_the_one_process_number_exactly(tmp_p
     assert pair[0]["records"] == [[seed, "spread", 2] for seed in (0, 1, 2)]
 
 
+def test_ddp_evaluation_trains_each_student_on_both_processes_and_says_so(tmp_path):
+    pair = run(2, tmp_path / "two", "evaluate", "ddp")
+    assert pair[0] == pair[1] and pair[0]["records"] == [[seed, "ddp", 2] for seed in (0, 1, 2)]
+    assert sorted(p.name for p in (tmp_path / "two").rglob("curves/*.csv")) == ["seed-0.csv", "seed-1.csv", "seed-2.csv"]
+
+
 def test_a_ddp_fit_on_two_processes_matches_one_within_a_tolerance(tmp_path):
     """Without augmentation only the float summation order differs; with it, each rank draws its
     slice's augmentation from its own seed, so the runs differ and only the accuracy stays close."""
