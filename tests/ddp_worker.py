@@ -3,7 +3,7 @@ MASTER_ADDR and MASTER_PORT set, as torchrun would): runs one collective stage o
 and writes what this rank saw to OUT/rank-<rank>.json (and .pt for weights).
 
     python tests/ddp_worker.py OUT fit
-    python tests/ddp_worker.py OUT evaluate PARALLEL
+    python tests/ddp_worker.py OUT evaluate MODES
     python tests/ddp_worker.py OUT squeeze CACHE [STOP_AT_STEP]
     python tests/ddp_worker.py OUT prior CACHE
 """
@@ -53,15 +53,19 @@ def fit(out: Path) -> dict:
     return result
 
 
-def evaluate(out: Path, parallel: str) -> dict:
+def evaluate(out: Path, modes: str) -> dict:
+    """Evaluate a random set in each of the comma-separated parallel MODES (results under OUT/MODE)."""
     splits = tiny()
     distilled = synthesize("random", {}, SynthesisContext(splits, 2, 0, lambda name: None))
     preset = load_eval_preset("hard-dsa-quick")
     preset = replace(preset, train=replace(preset.train, epochs=2), student=ModelSpec("convnet", {"width": 8}),
                      seeds=[0, 1, 2], test_subset=None)
-    (summary,) = evaluate_set(distilled, preset, splits, out / "eval", parallel=parallel)
-    records = [json.loads(p.read_text()) for p in sorted((out / "eval").glob("*/*/seed-*.json"))]
-    return {"accuracies": summary.accuracies, "records": [(r["seed"], r["parallel"], r["world_size"]) for r in records]}
+    result = {}
+    for mode in modes.split(","):
+        (summary,) = evaluate_set(distilled, preset, splits, out / mode, parallel=mode)
+        records = [json.loads(p.read_text()) for p in sorted((out / mode).glob("*/*/seed-*.json"))]
+        result[mode] = {"accuracies": summary.accuracies, "records": [(r["seed"], r["parallel"], r["world_size"]) for r in records]}
+    return result
 
 
 def squeeze(out: Path, cache: str, stop_at_step: str = "") -> dict:

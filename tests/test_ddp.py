@@ -52,19 +52,16 @@ def run(processes: int, out: Path, *args: str) -> list[dict]:
     return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(processes)]
 
 
-def test_spread_evaluation_gives_every_seed_the_one_process_number_exactly(tmp_path):
+def test_evaluation_on_two_processes_spread_exactly_or_under_ddp(tmp_path):
     (alone,) = run(1, tmp_path / "one", "evaluate", "spread")
-    pair = run(2, tmp_path / "two", "evaluate", "spread")
+    pair = run(2, tmp_path / "two", "evaluate", "spread,ddp")
     assert pair[0] == pair[1]  # every rank returns the full results
-    assert pair[0]["accuracies"] == alone["accuracies"] and len(set(alone["accuracies"])) > 1
+    spread, alone = pair[0]["spread"], alone["spread"]
+    assert spread["accuracies"] == alone["accuracies"] and len(set(alone["accuracies"])) > 1  # each seed, exactly
     assert alone["records"] == [[seed, "spread", 1] for seed in (0, 1, 2)]
-    assert pair[0]["records"] == [[seed, "spread", 2] for seed in (0, 1, 2)]
-
-
-def test_ddp_evaluation_trains_each_student_on_both_processes_and_says_so(tmp_path):
-    pair = run(2, tmp_path / "two", "evaluate", "ddp")
-    assert pair[0] == pair[1] and pair[0]["records"] == [[seed, "ddp", 2] for seed in (0, 1, 2)]
-    assert sorted(p.name for p in (tmp_path / "two").rglob("curves/*.csv")) == ["seed-0.csv", "seed-1.csv", "seed-2.csv"]
+    assert spread["records"] == [[seed, "spread", 2] for seed in (0, 1, 2)]
+    assert pair[0]["ddp"]["records"] == [[seed, "ddp", 2] for seed in (0, 1, 2)]
+    assert sorted(p.name for p in (tmp_path / "two" / "ddp").rglob("curves/*.csv")) == ["seed-0.csv", "seed-1.csv", "seed-2.csv"]
 
 
 def test_a_ddp_fit_on_two_processes_matches_one_within_a_tolerance(tmp_path):
