@@ -3,8 +3,9 @@ MASTER_ADDR and MASTER_PORT set, as torchrun would): runs one collective stage o
 and writes what this rank saw to OUT/rank-<rank>.json (and .pt for weights).
 
     python tests/ddp_worker.py OUT fit
-    python tests/ddp_worker.py OUT evaluate PARALLEL
+    python tests/ddp_worker.py OUT evaluate MODES
     python tests/ddp_worker.py OUT squeeze CACHE [STOP_AT_STEP]
+    python tests/ddp_worker.py OUT prior CACHE
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import torch
 from ddkit import distributed, training
 from ddkit.data import DatasetConfig, load_dataset
 from ddkit.data.images import DataSplits
+from ddkit.diffusion.train import resolve_prior
 from ddkit.errors import DDKitError
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.methods import SynthesisContext, synthesize
 from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import cache_entry, load_or_squeeze, teacher_config
-from tests.conftest import first_per_class
+from tests.conftest import TINY_TEACHER, first_per_class
 
 # An odd batch over 271 images: slices of 23 and 22, and a last batch of one image (rank 1 idles).
 FIT_RECIPE = training.TrainRecipe(epochs=2, batch_size=45, lr=0.05)
@@ -51,15 +53,19 @@ def fit(out: Path) -> dict:
     return result
 
 
-def evaluate(out: Path, parallel: str) -> dict:
+def evaluate(out: Path, modes: str) -> dict:
+    """Evaluate a random set in each of the comma-separated parallel MODES (results under OUT/MODE)."""
     splits = tiny()
     distilled = synthesize("random", {}, SynthesisContext(splits, 2, 0, lambda name: None))
     preset = load_eval_preset("hard-dsa-quick")
     preset = replace(preset, train=replace(preset.train, epochs=2), student=ModelSpec("convnet", {"width": 8}),
                      seeds=[0, 1, 2], test_subset=None)
-    (summary,) = evaluate_set(distilled, preset, splits, out / "eval", parallel=parallel)
-    records = [json.loads(p.read_text()) for p in sorted((out / "eval").glob("*/*/seed-*.json"))]
-    return {"accuracies": summary.accuracies, "records": [(r["seed"], r["parallel"], r["world_size"]) for r in records]}
+    result = {}
+    for mode in modes.split(","):
+        (summary,) = evaluate_set(distilled, preset, splits, out / mode, parallel=mode)
+        records = [json.loads(p.read_text()) for p in sorted((out / mode).glob("*/*/seed-*.json"))]
+        result[mode] = {"accuracies": summary.accuracies, "records": [(r["seed"], r["parallel"], r["world_size"]) for r in records]}
+    return result
 
 
 def squeeze(out: Path, cache: str, stop_at_step: str = "") -> dict:
@@ -82,10 +88,19 @@ def squeeze(out: Path, cache: str, stop_at_step: str = "") -> dict:
     return {"steps": steps, "entry": str(cache_entry(config, splits, Path(cache))), "weights_sum": float(weights.sum())}
 
 
+def prior(out: Path, cache: str) -> dict:
+    """Squeeze the test prior (and its check teacher); its weights go to OUT/rank-R.pt."""
+    splits = tiny()
+    prior = resolve_prior("test-unet", splits, lambda name: load_or_squeeze(teacher_config(name, TINY_TEACHER), splits, Path(cache)),
+                          Path(cache))
+    torch.save(prior.model.state_dict(), out / f"rank-{distributed.current().rank}.pt")
+    return {"source": prior.meta["source"], "agreement": prior.meta["metrics"]["teacher_agreement_per_class"]}
+
+
 def main(out: str, command: str, *args: str) -> None:
     distributed.start(torch.device("cpu"))
     try:
-        result = {"fit": fit, "evaluate": evaluate, "squeeze": squeeze}[command](Path(out), *args)
+        result = {"fit": fit, "evaluate": evaluate, "squeeze": squeeze, "prior": prior}[command](Path(out), *args)
         Path(out, f"rank-{distributed.current().rank}.json").write_text(json.dumps(result))
     finally:
         distributed.stop()

@@ -11,8 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
+from ddkit.diffusion.train import resolve_prior
 from ddkit.locks import lock_path
 from ddkit.models.teachers import cache_entry, load_or_squeeze, teacher_config
 from tests.ddp_worker import SQUEEZE
@@ -50,13 +52,16 @@ def run(processes: int, out: Path, *args: str) -> list[dict]:
     return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(processes)]
 
 
-def test_spread_evaluation_gives_every_seed_the_one_process_number_exactly(tmp_path):
+def test_evaluation_on_two_processes_spread_exactly_or_under_ddp(tmp_path):
     (alone,) = run(1, tmp_path / "one", "evaluate", "spread")
-    pair = run(2, tmp_path / "two", "evaluate", "spread")
+    pair = run(2, tmp_path / "two", "evaluate", "spread,ddp")
     assert pair[0] == pair[1]  # every rank returns the full results
-    assert pair[0]["accuracies"] == alone["accuracies"] and len(set(alone["accuracies"])) > 1
+    spread, alone = pair[0]["spread"], alone["spread"]
+    assert spread["accuracies"] == alone["accuracies"] and len(set(alone["accuracies"])) > 1  # each seed, exactly
     assert alone["records"] == [[seed, "spread", 1] for seed in (0, 1, 2)]
-    assert pair[0]["records"] == [[seed, "spread", 2] for seed in (0, 1, 2)]
+    assert spread["records"] == [[seed, "spread", 2] for seed in (0, 1, 2)]
+    assert pair[0]["ddp"]["records"] == [[seed, "ddp", 2] for seed in (0, 1, 2)]
+    assert sorted(p.name for p in (tmp_path / "two" / "ddp").rglob("curves/*.csv")) == ["seed-0.csv", "seed-1.csv", "seed-2.csv"]
 
 
 def test_a_ddp_fit_on_two_processes_matches_one_within_a_tolerance(tmp_path):
@@ -109,3 +114,17 @@ def test_an_error_on_rank_0_reaches_the_other_ranks_instead_of_leaving_them_wait
     codes, outputs = launch(2, tmp_path / "out", "squeeze", str(tmp_path), timeout=120)
     assert codes == [1, 1], outputs
     assert all("DDKitError: " in output and "is not a ddkit lock file" in output for output in outputs), outputs
+
+
+def test_a_prior_squeezed_on_two_processes_is_one_prior_that_one_process_loads(tmp_path, tiny):
+    """Every rank draws the whole batch's noise and timesteps: only float summation order differs."""
+    pair = run(2, tmp_path / "two", "prior", str(tmp_path / "a"))
+    assert pair[0] == pair[1] and not list(tmp_path.rglob("*.partial"))
+    two, other = (torch.load(tmp_path / "two" / f"rank-{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(two[k], other[k]) for k in two)
+    loaded = resolve_prior("test-unet", tiny, lambda name: pytest.fail("no teacher needed to load"), tmp_path / "a")
+    assert loaded.meta["source"] == pair[0]["source"]
+    assert all(torch.equal(two[k], v) for k, v in loaded.model.state_dict().items())
+    run(1, tmp_path / "one", "prior", str(tmp_path / "b"))
+    one = torch.load(tmp_path / "one" / "rank-0.pt", weights_only=True)
+    assert all(torch.allclose(two[k], one[k], atol=1e-4) for k in one) and any(not torch.equal(two[k], one[k]) for k in one)

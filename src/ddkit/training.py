@@ -17,10 +17,10 @@ one-process draw: with augmentation the augmented images differ and, since one p
 them from the shared generator, the later epochs' orders too; batch norm normalises over each
 rank's slice (as in any DDP run without SyncBatchNorm). A DDP run therefore agrees with a
 one-process run within a tolerance, not bit for bit (without augmentation or batch norm: up to
-float summation order). With one
-process `ddp=True` changes nothing. Only rank 0 writes checkpoints and curves; every rank resumes
-from rank 0's checkpoint, which holds only world-independent state (weights, optimiser, the
-shared generator), so a run may resume with another world size.
+float summation order). With one process `ddp=True` changes nothing. Only rank 0 writes
+checkpoints and curves; every rank resumes from rank 0's checkpoint, which holds only
+world-independent state (weights, optimiser, the shared generator), so a run may resume with
+another world size.
 """
 
 from __future__ import annotations

@@ -125,3 +125,21 @@ def test_the_dfkd_trainer_improves_a_student_from_teacher_outputs_alone(tiny, ti
 def test_a_step_budget_sets_the_epochs_whatever_the_set_size():
     recipe = TrainRecipe(steps=100, batch_size=64)
     assert recipe.epochs_for(100) == 50 and recipe.epochs_for(6400) == 1 and recipe.epochs_for(640) == 10
+
+
+def test_the_parallel_mode_spreads_small_sets_and_trains_large_ones_over_all_ranks():
+    import pytest
+
+    from ddkit.distributed import World
+    from ddkit.errors import DDKitError
+    from ddkit.evaluate.students import DDP_MIN_IMAGES, parallel_mode
+
+    hard, stored, pair = load_eval_preset("hard-dsa-quick"), load_eval_preset("soft-kd-stored"), World(0, 2)
+    assert parallel_mode("auto", hard, DDP_MIN_IMAGES, pair) == "ddp"
+    assert parallel_mode("auto", hard, DDP_MIN_IMAGES - 1, pair) == "spread"
+    assert parallel_mode("auto", hard, DDP_MIN_IMAGES, World()) == "spread"
+    assert parallel_mode("auto", stored, DDP_MIN_IMAGES, pair) == "spread"  # its labels replay one-process batches
+    with pytest.raises(DDKitError, match="soft-kd-stored replays soft labels .* parallel 'spread'"):
+        parallel_mode("ddp", stored, 10, pair)
+    with pytest.raises(DDKitError, match="unknown parallel mode 'fast'; choose one of: auto, spread, ddp"):
+        parallel_mode("fast", hard, 10, pair)
