@@ -5,9 +5,6 @@ bytes) and compares what they computed with one process."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,31 +15,15 @@ from ddkit.diffusion.train import resolve_prior
 from ddkit.locks import lock_path
 from ddkit.models.teachers import cache_entry, load_or_squeeze, teacher_config
 from tests.ddp_worker import SQUEEZE
+from tests.ranks import ROOT, finish, start_ranks
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "ddp_worker.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(processes: int, out: Path, *args: str, timeout: float = 300) -> tuple[list[int], list[str]]:
     """Start `processes` ranks of the worker; (their exit codes, their outputs)."""
     out.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-                        "WORLD_SIZE": str(processes), "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    ranks = [subprocess.Popen([sys.executable, str(WORKER), str(out), *args], cwd=ROOT, text=True,
-                              env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for r in range(processes)]
-    try:
-        outputs = [rank.communicate(timeout=timeout)[0] for rank in ranks]
-    finally:
-        for rank in ranks:
-            rank.kill()
-    return [rank.returncode for rank in ranks], outputs
+    return finish(start_ranks(processes, [sys.executable, str(WORKER), str(out), *args], ROOT), timeout)
 
 
 def run(processes: int, out: Path, *args: str) -> list[dict]:

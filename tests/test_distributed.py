@@ -1,16 +1,11 @@
-"""`ddkit synthesize` under torchrun: N processes (gloo, one thread each) make the same bytes as one.
-
-Each rank is started as torchrun would start it (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT):
-`python -m ddkit ...`. Thread count, not process count, changes float bytes, so every process,
-the one-process reference included, runs one thread."""
+"""`ddkit synthesize` under torchrun: N processes (gloo, one thread each; tests/ranks.py) make the
+same bytes as one."""
 
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,35 +13,14 @@ from pathlib import Path
 import pytest
 
 from ddkit.distributed import shard
+from tests.ranks import finish, start_ranks
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = ["--device", "cpu", "--dataset.train_per_class=20", "--dataset.val_size=50"]
 TEACHER = "arch: {name: convnet-bn, options: {width: 8}}\ntrain: {epochs: 1, batch_size: 128, augmentation: none}\n"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start(processes: int, args: list[str], cwd: Path, cache: Path, rank_args: dict[int, list[str]] | None = None) -> list[subprocess.Popen]:
-    env = os.environ | {"OMP_NUM_THREADS": "1", "DDKIT_CACHE": str(cache), "PYTHONPATH": str(ROOT / "src")}
-    if processes > 1:
-        env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": str(processes)}
-    return [subprocess.Popen([sys.executable, "-m", "ddkit", *args, *(rank_args or {}).get(rank, [])], cwd=cwd, text=True,
-                             env=env | ({"RANK": str(rank), "LOCAL_RANK": str(rank)} if processes > 1 else {}),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            for rank in range(processes)]
-
-
-def finish(ranks: list[subprocess.Popen], timeout: float = 240) -> tuple[list[int], list[str]]:
-    try:
-        outputs = [rank.communicate(timeout=timeout)[0] for rank in ranks]
-    finally:
-        for rank in ranks:
-            rank.kill()
-    return [rank.returncode for rank in ranks], outputs
+def start(processes: int, args: list[str], cwd: Path, cache: Path, rank_args: dict[int, list[str]] | None = None) -> list:
+    return start_ranks(processes, [sys.executable, "-m", "ddkit", *args], cwd, {"DDKIT_CACHE": str(cache)}, rank_args)
 
 
 def ddkit(processes: int, args: list[str], cwd: Path, cache: Path) -> list[str]:
@@ -117,3 +91,18 @@ def test_ranks_launched_with_different_options_stop_with_one_line_each(place):
     assert codes == [2, 2], outputs
     assert "[rank 0] rank 1 has a different set configuration or dataset than rank 0" in outputs[0]
     assert "Traceback" not in "".join(outputs) and not (place / "disagree").exists()
+
+
+def test_a_pipeline_on_two_processes_writes_each_output_once_and_records_the_world_size(place):
+    (place / "small.yaml").write_text(
+        "dataset: {name: fashion-mnist, train_per_class: 20, val_size: 50}\nmethods: [sre2l]\nipcs: [2]\n"
+        "method_options: {sre2l: {iterations: 3, logit_teachers: [t.yaml], bn_teachers: [t.yaml]}}\n"
+        "eval_presets: [hard-dsa-quick]\n")
+    outputs = ddkit(2, ["run", "small.yaml", "--out", "run", "--device", "cpu"], place, place / "cache")
+    run = place / "run"
+    assert "test top-1" in outputs[0] and "test top-1" not in outputs[1]
+    assert json.loads((run / "manifest.json").read_text())["environment"]["world_size"] == 2
+    seeds = [json.loads(p.read_text()) for p in (run / "sets" / "sre2l-ipc2" / "eval").rglob("seed-*.json")]
+    assert len(seeds) == 3 and {(s["parallel"], s["world_size"]) for s in seeds} == {("spread", 2)}
+    assert (run / "report" / "leaderboard.md").exists()
+    assert not list(run.rglob("*.lock")) and not list(run.rglob("*.partial"))

@@ -237,6 +237,8 @@ def evaluate(
     diversity: Optional[str] = typer.Option(None, help="comma-separated extractor teachers for intra-class diversity, e.g. convnet-in,mlp"),
     fidelity: Optional[str] = typer.Option(None, help="comma-separated extractor teachers for PRDC/FID/KID against test images, e.g. convnet-in"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
+    parallel: str = typer.Option("auto", help="under torchrun: spread (each rank trains whole (student, seed) runs), "
+                                 "ddp (every rank trains each student together) or auto (ddp from 5,000 images)"),
 ) -> None:
     """Train fresh students on a set under named presets; print mean ± std over the preset's seeds."""
     from ddkit.config import build
@@ -280,7 +282,8 @@ def evaluate(
                          f"C {record['coverage']:.2f} FID {record['fid']:.4g} KID {record['kid_mean']:.3g} "
                          f"(real: FID {real['fid']:.4g} C {real['coverage']:.2f})", "", "–"])
         for chosen in presets:
-            for summary in evaluate_set(distilled, chosen, splits, distilled_set / "eval", specs, teachers, progress, target):
+            for summary in evaluate_set(distilled, chosen, splits, distilled_set / "eval", specs, teachers, progress, target,
+                                        parallel):
                 rows.append([summary.preset + (" QUICK" if summary.quick else ""), summary.student, summary.text(),
                              ", ".join(f"{a:.2f}" for a in summary.accuracies), summary.teacher or "–"])
                 if summary.shift_means:
