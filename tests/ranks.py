@@ -5,6 +5,7 @@ bytes, so the one-process reference runs one thread too."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -19,6 +20,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def default_sigint() -> None:
+    """A test run started in the background (`nohup make test &`) ignores SIGINT, and its children
+    inherit that: the ranks must stop on Ctrl-C as they would in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_ranks(processes: int, command: list[str], cwd: Path, env: Optional[dict[str, str]] = None,
                 rank_args: Optional[dict[int, list[str]]] = None) -> list[subprocess.Popen]:
     """`command` (+ `rank_args[rank]`) as ranks 0..processes-1; one process runs without torchrun's variables."""
@@ -27,7 +34,7 @@ def start_ranks(processes: int, command: list[str], cwd: Path, env: Optional[dic
         shared |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": str(processes)}
     return [subprocess.Popen([*command, *(rank_args or {}).get(rank, [])], cwd=cwd, text=True,
                              env=shared | ({"RANK": str(rank), "LOCAL_RANK": str(rank)} if processes > 1 else {}),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=default_sigint)
             for rank in range(processes)]
 
 

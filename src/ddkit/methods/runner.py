@@ -63,6 +63,7 @@ def run_items(
     distributed.gather_results(lambda: sum(1 for _ in _made(mine, len(items) - len(pending), make, workdir, fingerprint,
                                                             label, progress)))
     results = [load_item(workdir, item.key, fingerprint) for item in items]
+    distributed.barrier()  # rank 0 removes the work folder once the set is saved: not while another rank still reads it
     missing = [item.key for item, result in zip(items, results) if result is None]
     if missing:
         raise DDKitError(f"work item {missing[0]} in {workdir} vanished or was damaged while the set was made; run the "
