@@ -171,7 +171,7 @@ def report(args: argparse.Namespace, tree: dict, index: list[dict], iterate: dic
     for name, row in zip(("index (cold: scan + write)", "index (reused)"), index):
         lines.append(f"| {name} | {row['load_seconds']} | – | {row['peak_rss_mb']} | – |")
     for workers, row in iterate.items():
-        lines.append(f"| iterate the training split at {args.image_size} px, {workers} workers | {row['seconds']} | "
+        lines.append(f"| iterate the training split at {args.image_size} px, {workers} worker{'' if workers == 1 else 's'} | {row['seconds']} | "
                      f"{row['images_per_second']} | {row['peak_rss_mb']} | {row['peak_worker_rss_mb'] if workers else '–'} |")
     checksums = {row["checksum"] for row in iterate.values()}
     lines += ["", f"Pixel checksum equal for every worker count: {'yes' if len(checksums) == 1 else 'NO'}.", "",
