@@ -29,6 +29,11 @@ MANIFEST = "manifest.json"
 OPTIONAL_PACKAGES = ("diffusers", "timm", "transformers")
 
 
+def default_cache_dir() -> Path:
+    """Where teachers, priors and image-folder indexes are cached: $DDKIT_CACHE or ~/.cache/ddkit."""
+    return Path(os.environ.get("DDKIT_CACHE", Path.home() / ".cache" / "ddkit"))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ddkit.data.images import unit_float
 from ddkit.errors import DDKitError
-from ddkit.runs import atomic_write_bytes
+from ddkit.runs import atomic_write_bytes, default_cache_dir
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 INDEX_FORMAT = 1  # bump when the stored fields change: older index files are then rebuilt
@@ -35,9 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def index_dir() -> Path:
-    # The cache convention of ddkit.models.teachers.default_cache_dir (data sits below models, so
-    # it cannot import it).
-    return Path(os.environ.get("DDKIT_CACHE", Path.home() / ".cache" / "ddkit")) / "indexes"
+    return default_cache_dir() / "indexes"
 
 
 @dataclass(frozen=True)

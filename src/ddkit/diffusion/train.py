@@ -48,7 +48,7 @@ from ddkit.diffusion.text import TextEncoder, load_text_encoder
 from ddkit.errors import DDKitError
 from ddkit.extras import require
 from ddkit.locks import exclusive
-from ddkit.models.teachers import Teacher, default_cache_dir
+from ddkit.models.teachers import Teacher
 from ddkit.presets import preset_names, preset_path
 from ddkit.progress import steps
 from ddkit.prompts.builder import class_prompts, glosses_for, load_vocabulary
@@ -59,6 +59,7 @@ from ddkit.runs import (
     atomic_write_json,
     checksums,
     config_hash,
+    default_cache_dir,
     environment,
     open_workdir,
     read_json,

@@ -14,7 +14,6 @@ interrupted squeeze resumes with the same or another number of processes.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from ddkit.models import Classifier, ModelSpec, build_model
 from ddkit.models.checkpoint import load_weights, save_weights
 from ddkit.models.ensemble import EnsembleModel
 from ddkit.presets import preset_names, preset_path
-from ddkit.runs import atomic_write_json, checksums, config_hash, environment, read_json, verify_checksums
+from ddkit.runs import atomic_write_json, checksums, config_hash, default_cache_dir, environment, read_json, verify_checksums
 from ddkit.training import TrainRecipe, accuracy, fit
 
 WEIGHTS, MANIFEST, RESUME, CURVES = "model.safetensors", "manifest.json", "resume.pt", "curves"
@@ -63,10 +62,6 @@ class Teacher:
     def label(self) -> str:
         """Recipe name plus cache hash (or the weights' source): names the exact teacher used."""
         return self.info.get("key") or f"{self.config.name}@{self.config.weights}"
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("DDKIT_CACHE", Path.home() / ".cache" / "ddkit"))
 
 
 def teacher_config(name: str, overrides: Optional[dict[str, Any]] = None) -> TeacherConfig:
