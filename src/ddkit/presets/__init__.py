@@ -7,13 +7,14 @@ from pathlib import Path
 from ddkit.errors import DDKitError
 
 ROOT = Path(__file__).resolve().parent
-KINDS = ("eval", "teachers", "runs", "priors", "prompts")
+KINDS = ("eval", "teachers", "runs", "priors", "prompts", "classes")
 USED_AS = {
     "eval": "ddkit evaluate --preset NAME",
     "teachers": "ddkit squeeze NAME; teacher=NAME in methods and presets",
     "runs": "ddkit run NAME",
     "priors": "ddkit squeeze-prior NAME; --prior=NAME",
     "prompts": "--prompts.vocabulary=NAME (prism-dfkd, text-diffusion)",
+    "classes": "class lists (ImageNet ids) for class maps and prompts",
 }
 
 
