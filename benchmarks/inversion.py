@@ -41,6 +41,8 @@ VARIANTS = {
     # PRISM's step budget and BN weight with SRe2L's single teacher: isolates the decoupled panel.
     "sre2l-real": ("sre2l", {"init": "real", "iterations": 200, "lr": 0.01, "r_bn": 0.01}),
     "prism": ("prism", {}),
+    # PRISM as ddkit read it before issue 13: one *other* architecture per IPC index, logit teacher excluded.
+    "prism-one-other": ("prism", {"bn_sampler": "intra", "bn_draw": 1, "logit_teacher_in_panel": False}),
 }
 EXTRACTORS = ("convnet-in", "mlp")
 
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--imagenet", action="store_true", help="with --speed: the 224-px ImageNet setup")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--results", default="inversion.md", help="--write's file name in benchmarks/results")
     args = parser.parse_args()
     device = resolve_device(args.device)
     env = environment()
@@ -219,7 +222,7 @@ def main() -> None:
         accuracy_table(out, presets, ipcs, args.variants), ""])
     print(report)
     if args.write:
-        atomic_write_text(Path("benchmarks/results/inversion.md"), report)
+        atomic_write_text(Path("benchmarks/results") / args.results, report)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,20 @@ Priors", TMLR 2026 (arXiv 2511.09905).
 Pixels are optimised so that logit teachers classify them as their class (cross-entropy) while
 BatchNorm teachers see batch statistics that match their running statistics. SRe2L uses one
 teacher for both; PRISM decouples them: one logit teacher, and a random subset of a panel of
-other architectures for the BN term, re-drawn per IPC index, starting from real images.
+architectures for the BN term, re-drawn per IPC index, starting from real images.
+
+PRISM's released code (Brian-Moser/prism, recover/data_synthesis.py) always keeps the logit
+teacher's architecture in the BN set and fills up to three more slots, each with probability 0.5,
+with a distinct other panel model, re-drawn per IPC index; the BN term is the mean over the set.
+`bn_sampler="bernoulli"` (the `prism` default) keeps the logit teacher(s) and adds each other
+panel member independently with `bn_include_probability`: with our three-model panel that is the
+reference's distribution up to the slot bookkeeping (the reference draws slots from five models,
+one of which, AlexNet, has no BN layer yet still counts in the mean). `bn_sampler="intra"` with
+`bn_draw=1, logit_teacher_in_panel=false` is our earlier reading (one *other* architecture).
+
+Pixels live in [0, 1] (`space="pixel"`) or in the teachers' normalised space
+(`space="normalised"`, as the reference code: noise init is N(0, 1) there and a step of lr moves
+a pixel by about lr·std of its channel, since Adam's steps are scale-free).
 
 | paper                                   | here                                              |
 |-----------------------------------------|---------------------------------------------------|
@@ -17,7 +30,8 @@ other architectures for the BN term, re-drawn per IPC index, starting from real 
 | panel 𝒫, subset drawn per IPC index      | `bn_teachers`, `bn_sampler="intra"`, `bn_draw`     |
 | α_BN (r_bn), first-layer multiplier      | `r_bn`, `first_bn_weight`                         |
 | μ_l(x̃), σ²_l(x̃) vs μ_l, σ²_l (running)   | `BatchNormMatch` hooks                            |
-| T_k iterations of IPC index k            | `iterations`, `schedule`, `min_iteration_fraction` |
+| T_k iterations of IPC index k            | `iterations`, `schedule` (staggered / cyclic)     |
+| crop + flip, then a random roll (jitter)  | `crop`, `crop_min_area`, `jitter`                 |
 
 Synthesis is a list of work items (IPC indices × classes). Each item draws every random number
 from a generator seeded by the item itself, so results do not depend on the order or number of
@@ -56,8 +70,11 @@ class InversionConfig:
     logit_teachers: list[str] = field(default_factory=lambda: ["convnet-bn"])  # teachers whose (weighted) logits classify the images
     logit_weights: list[float] = field(default_factory=list)  # empty: equal weights
     bn_teachers: list[str] = field(default_factory=lambda: ["convnet-bn"])  # the panel
-    bn_sampler: Literal["fixed", "pre", "intra", "iteration"] = "fixed"  # panel draws: fixed (none), pre (once), intra (per IPC index), iteration
+    # panel draws: fixed (none), pre (once), intra (bn_draw members per IPC index), iteration (bn_draw per step),
+    # bernoulli (per IPC index: the logit teachers always, every other member with bn_include_probability)
+    bn_sampler: Literal["fixed", "pre", "intra", "iteration", "bernoulli"] = "fixed"
     bn_draw: int = 0  # panel members drawn each time; 0: all of them
+    bn_include_probability: float = 0.5  # bernoulli: chance of each non-logit panel member
     logit_teacher_in_panel: bool = True  # may a logit teacher also serve as a BN teacher?
     r_bn: float = 0.05  # SRe2L's 0.01 is for deep ImageNet teachers; 0.05 chosen on val for our shallow ones
     first_bn_weight: float = 10.0  # multiplier of the first BN layer's statistics loss
@@ -65,14 +82,19 @@ class InversionConfig:
     init: Literal["noise", "real"] = "noise"  # start from noise or from real training images
     real_pick: Literal["per-index", "random"] = "per-index"  # real init: IPC index k gets the k-th image of a seeded order, or a random one
     iterations: int = 1000  # optimisation steps per work item
-    schedule: Literal["fixed", "staggered"] = "fixed"  # staggered: later IPC indices get linearly fewer iterations
+    # staggered: later IPC indices get linearly fewer iterations; cyclic (PRISM's code): iterations − cycle_step·(k mod cycle_period)
+    schedule: Literal["fixed", "staggered", "cyclic"] = "fixed"
     min_iteration_fraction: float = 0.5  # staggered: the last IPC index gets this share of `iterations`
+    cycle_step: int = 500  # cyclic: iterations dropped per IPC index within a cycle
+    cycle_period: int = 8  # cyclic: IPC indices per cycle
     batching: Literal["cross-class", "class-wise"] = "cross-class"  # what one batch optimises: several classes at once, or one class
     classes_per_batch: int = 0  # cross-class: 0 puts every class in one batch
     indices_per_batch: int = 1  # IPC indices optimised together in one batch
-    lr: float = 0.1  # Adam on pixels in [0, 1]; cosine decay to zero
+    lr: float = 0.1  # Adam's step in `space` units; cosine decay to zero
+    space: Literal["pixel", "normalised"] = "pixel"  # optimise pixels in [0, 1], or (x − mean) / std as the reference code
     crop: Literal["batch", "image", "none"] = "batch"  # random-resized crop + flip per step: one per batch, one per image, or none
-    crop_min_area: float = 0.5  # smallest share of the image a crop keeps
+    crop_min_area: float = 0.5  # smallest share of the image a crop keeps (torchvision's default: 0.08)
+    jitter: int = 0  # after the crop, roll the batch by a random 0..jitter pixels down and right (SRe2L / PRISM: 32)
 
     def __post_init__(self) -> None:
         if not self.logit_teachers:
@@ -87,8 +109,16 @@ class InversionConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.r_bn < 0 or self.classes_per_batch < 0:
-            raise ValueError("r_bn and classes_per_batch must not be negative")
+        if self.r_bn < 0 or self.classes_per_batch < 0 or self.jitter < 0:
+            raise ValueError("r_bn, classes_per_batch and jitter must not be negative")
+        if not 0 <= self.bn_include_probability <= 1:
+            raise ValueError("bn_include_probability must lie in [0, 1]")
+        if self.bn_sampler == "bernoulli" and not self.logit_teacher_in_panel:
+            raise ValueError("bn_sampler=bernoulli always keeps the logit teacher in the BN set: set logit_teacher_in_panel=true")
+        if self.schedule == "cyclic" and (self.cycle_period < 1 or self.cycle_step < 0
+                                          or self.iterations <= self.cycle_step * (self.cycle_period - 1)):
+            raise ValueError(f"cyclic schedule: iterations ({self.iterations}) must exceed cycle_step × (cycle_period − 1) "
+                             f"({self.cycle_step} × {self.cycle_period - 1})")
         if not 0 < self.min_iteration_fraction <= 1 or not 0 < self.crop_min_area <= 1:
             raise ValueError("min_iteration_fraction and crop_min_area must lie in (0, 1]")
 
@@ -119,7 +149,10 @@ def work_items(config: InversionConfig, ipc: int, num_classes: int) -> list[Work
 
 
 def item_iterations(config: InversionConfig, index: int, ipc: int) -> int:
-    """Fixed, or staggered: linearly fewer iterations for later IPC indices (down to the minimum share)."""
+    """Fixed; staggered: linearly fewer iterations for later IPC indices (down to the minimum share);
+    cyclic: `cycle_step` fewer per index, starting over every `cycle_period` indices."""
+    if config.schedule == "cyclic":
+        return config.iterations - config.cycle_step * (index % config.cycle_period)
     if config.schedule == "fixed" or ipc == 1:
         return config.iterations
     share = 1 - (1 - config.min_iteration_fraction) * index / (ipc - 1)
@@ -127,6 +160,9 @@ def item_iterations(config: InversionConfig, index: int, ipc: int) -> int:
 
 
 def draw_panel(config: InversionConfig, generator: torch.Generator) -> list[str]:
+    if config.bn_sampler == "bernoulli":
+        coins = torch.rand(len(config.panel), generator=generator)
+        return [t for t, coin in zip(config.panel, coins) if t in config.logit_teachers or coin < config.bn_include_probability]
     count = config.bn_draw or len(config.panel)
     order = torch.randperm(len(config.panel), generator=generator)[:count].sort().values
     return [config.panel[i] for i in order]
@@ -248,18 +284,23 @@ class Inversion(Method):
         cfg, train = self.config, ctx.splits.train
         generator = torch.Generator().manual_seed(item_seed(ctx.seed, "inversion", item.indices, item.classes))
         shape = (len(item.indices), len(item.classes), *train.image_shape)
+        mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in (train.mean, train.std))
+        normalised = cfg.space == "normalised"
         if cfg.init == "real":
             picks = _pick_real(item, per_index_real, cfg.real_pick, generator)
-            start = train.load(picks.flatten()).view(shape)
+            start = train.load(picks.flatten()).to(ctx.device).reshape(-1, *train.image_shape)
+            start = (start - mean) / std if normalised else start
         else:
             picks = None
-            start = torch.rand(shape, generator=generator)
-        x = start.to(ctx.device).reshape(-1, *train.image_shape).clone().requires_grad_(True)
+            start = (torch.randn if normalised else torch.rand)(shape, generator=generator).to(ctx.device).reshape(-1, *train.image_shape)
+        # The optimised tensor is in `space`; the teachers see pixels in [0, 1].
+        low, high = ((0 - mean) / std, (1 - mean) / std) if normalised else (torch.zeros_like(mean), torch.ones_like(mean))
+        x = start.clone().requires_grad_(True)
         targets = torch.tensor(item.classes, device=ctx.device).repeat(len(item.indices))
         weights = cfg.logit_weights or [1.0] * len(cfg.logit_teachers)
         weights = [w / sum(weights) for w in weights]
         iterations = item_iterations(cfg, item.indices[0], ctx.ipc)
-        if cfg.bn_sampler == "intra":
+        if cfg.bn_sampler in ("intra", "bernoulli"):
             drawn = draw_panel(cfg, torch.Generator().manual_seed(item_seed(ctx.seed, "intra", item.indices[0])))
         else:
             drawn = pre_draw or list(cfg.panel)
@@ -269,7 +310,11 @@ class Inversion(Method):
             optimizer.param_groups[0]["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / iterations))
             if cfg.bn_sampler == "iteration":
                 drawn = draw_panel(cfg, generator)
-            view = x if cfg.crop == "none" else crop_flip(x, generator, cfg.crop_min_area, per_image=cfg.crop == "image")
+            pixels = x * std + mean if normalised else x
+            view = pixels if cfg.crop == "none" else crop_flip(pixels, generator, cfg.crop_min_area, per_image=cfg.crop == "image")
+            if cfg.jitter:
+                shifts = torch.randint(0, cfg.jitter + 1, (2,), generator=generator).tolist()
+                view = torch.roll(view, shifts=shifts, dims=(2, 3))
             ce, bn = inversion_loss(view, targets, teachers, cfg.logit_teachers, weights, {n: matchers[n] for n in drawn})
             loss = ce + cfg.r_bn * bn
             if not torch.isfinite(loss):
@@ -281,12 +326,13 @@ class Inversion(Method):
             loss.backward()
             optimizer.step()
             with torch.no_grad():
-                x.clamp_(0, 1)
+                torch.maximum(torch.minimum(x, high, out=x), low, out=x)
         curves.close()
         record = {"item": item.key, "iterations": iterations, "bn_teachers": drawn if cfg.bn_sampler != "iteration" else "per-iteration",
                   "final_ce": round(float(ce.detach()), 4), "final_bn": round(float(bn.detach()), 4),
                   "real_init": picks.flatten().tolist() if picks is not None else None}
-        return x.detach().cpu().view(shape), record
+        images = (x * std + mean).clamp(0, 1) if normalised else x
+        return images.detach().cpu().view(shape), record
 
 
 def inversion_loss(
@@ -303,7 +349,8 @@ def inversion_loss(
         for name in matchers:
             if name not in logit_names:
                 teachers[name].model(x)
-        bn = torch.stack([m.collect() for m in matchers.values()]).mean()
+        # a bernoulli draw from a panel without the logit teacher may come up empty: no BN term then
+        bn = torch.stack([m.collect() for m in matchers.values()]).mean() if matchers else x.new_zeros(())
     finally:
         for matcher in matchers.values():
             matcher.active = False
@@ -334,15 +381,14 @@ class SRe2LConfig(InversionConfig):
 
 @dataclass(frozen=True)
 class PrismConfig(InversionConfig):
-    """PRISM: logit teacher decoupled from a BN panel of other architectures, re-drawn per IPC
-    index; real-image init; staggered iterations."""
+    """PRISM: the BN set decoupled from the logit teacher, re-drawn per IPC index as the released
+    code does (the logit teacher always, each other panel model with probability 0.5); real-image
+    init; staggered iterations (the ImageNet preset uses the released code's cyclic schedule)."""
 
     bn_teachers: list[str] = field(default_factory=lambda: ["convnet-bn", "resnet", "mobilenet"])
-    logit_teacher_in_panel: bool = False
-    bn_sampler: Literal["fixed", "pre", "intra", "iteration"] = "intra"
-    bn_draw: int = 1
+    bn_sampler: Literal["fixed", "pre", "intra", "iteration", "bernoulli"] = "bernoulli"
     init: Literal["noise", "real"] = "real"
-    schedule: Literal["fixed", "staggered"] = "staggered"
+    schedule: Literal["fixed", "staggered", "cyclic"] = "staggered"
     # From real images, short and gentle optimisation keeps them natural: on the validation split
     # (IPC 10, soft-kd recipe for 100 epochs) 200 iterations at lr 0.01 gave 81.1 % against 77.7 %
     # for 500 at 0.02, 76.6 % for 500 at 0.05, and 80.3 % for the real images themselves.
