@@ -62,7 +62,7 @@ def _state(prior, x, t=50, cond=None, generator=None):
     output = prior.model_output(x, t, cond)
     eps, x0 = prior.predict_eps_x0(x, output, t)
     alpha, sigma = prior.schedule_at(t)
-    return StepState(prior, x, t, 0, 10, x0, eps, alpha, sigma, cond, generator or torch.Generator().manual_seed(0))
+    return StepState(prior, x, t, 0, 10, x0, eps, alpha, sigma, sigma / 2, cond, generator or torch.Generator().manual_seed(0))
 
 
 def test_dap_direction_lowers_the_kernel_distance(unet_prior):

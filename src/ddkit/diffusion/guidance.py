@@ -7,7 +7,7 @@ ICML 2025. DAP: "Diffusion As Prior: representativeness-guided dataset distillat
 | paper                                        | here                                             |
 |----------------------------------------------|--------------------------------------------------|
 | m_j, mode of IPC index j                     | `ModeGuidance.modes[j]`                          |
-| λ σ_t (m_j − x̂₀)                             | `scale` × `direction` (σ_t = √(1−ᾱ_t))           |
+| λ σ_t (m_j − x̂₀)                             | `scale` × `direction`; σ_t = √(1−ᾱ_t) (`step="noise"`) or, as the released code, the DDPM step's std (`step="ddpm-std"`) |
 | φ(x_t, t), intermediate layer of the network | `layer_features(prior, layer, ...)`              |
 | x_n, real class samples noised to t          | `KernelGuidance.real`, `per_step` drawn per step |
 | γ ∇_{x_t} (1/N) Σ_n ‖φ(x_t,t) − φ(x_n,t)‖     | `scale` × `direction` (minus the gradient)       |
@@ -26,14 +26,19 @@ from ddkit.diffusion.sampler import GuidanceTerm, StepState
 
 
 class ModeGuidance(GuidanceTerm):
-    """Pull sample j's clean prediction toward its mode: σ_t (m_j − x̂₀)."""
+    """Pull sample j's clean prediction toward its mode: s_t (m_j − x̂₀), s_t the noise level σ_t or
+    the DDPM step's standard deviation (MGD3's released code: λ·exp(½ log-variance)·(m − x̂₀))."""
 
-    def __init__(self, modes: torch.Tensor, scale: float = 0.1, window: Sequence[float] = (0.0, 0.5)) -> None:
+    def __init__(
+        self, modes: torch.Tensor, scale: float = 0.1, window: Sequence[float] = (0.0, 0.5),
+        step: Literal["noise", "ddpm-std"] = "noise",
+    ) -> None:
         super().__init__(scale, window)
-        self.modes = modes
+        self.modes, self.step = modes, step
 
     def direction(self, state: StepState) -> torch.Tensor:
-        return state.sigma * (self.modes.to(state.x0) - state.x0)
+        size = state.step_std if self.step == "ddpm-std" else state.sigma
+        return size * (self.modes.to(state.x0) - state.x0)
 
 
 def rms_normalise(grad: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -13,14 +13,24 @@ mode without leaving the (noisy) data manifold. K is annealed from `neighbours` 
 | T_{x_t} (top-d principal directions) | `tangent_basis(...)` → U (D × d)                    |
 | P_T g = U Uᵀ g                      | `TangentProjection.direction`                       |
 
-`variant="released"` follows the authors' released code instead, which differs from the paper:
+`TangentProjection` reports the per-sample norm of the wrapped term's direction before and after
+the projection (curve columns `…:raw_norm`, `…:projected_norm`), which shows how much of the
+step the projection keeps.
+
+`ManifoldPull` is the term the released code (AyushRoy2001/ManifoldGD, `distribution_aware_
+guidance` in diffusion/gaussian_diffusion.py) adds next to mode guidance: ~300 points on spheres
+of radius ≤ r around the mode centre, noised to t; the K = 12 nearest to x_t; their top-d (3)
+principal directions; the unit vector toward that plane, −(I − UUᵀ)(x_t − μ)/‖·‖, weighted by
+tanh(min distance / bandwidth). (Its radius warm-up schedule is not reproduced: r is constant.)
+
+An older reading, `variant="released"` of `TangentProjection`,, which differs from the paper:
 the projected term plus the unprojected term plus a pull of x_t toward the PCA plane of the
 neighbour cloud, −(I − UUᵀ)(x_t − centre) σ_t.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 
@@ -52,6 +62,7 @@ class TangentProjection(GuidanceTerm):
         super().__init__(inner.scale, inner.window)
         self.inner, self.members, self.dims, self.variant = inner, members, dims, variant
         self.neighbours, self.neighbours_final = neighbours, neighbours_final
+        self._norms: dict[str, float] = {}
 
     @property
     def name(self) -> str:
@@ -72,4 +83,46 @@ class TangentProjection(GuidanceTerm):
                 offset = flat_x[j] - centre
                 projected = projected + flat_raw[j] - state.sigma * (offset - basis @ (basis.T @ offset))
             out.append(projected)
-        return torch.stack(out).view_as(raw)
+        result = torch.stack(out).view_as(raw)
+        self._norms = {"raw_norm": float(flat_raw.norm(dim=1).mean()), "projected_norm": float(result.flatten(1).norm(dim=1).mean())}
+        return result
+
+    def diagnostics(self) -> dict[str, float]:
+        return self._norms
+
+
+def noisy_sphere_cloud(centre: torch.Tensor, count: int, radius: float, state: StepState) -> torch.Tensor:
+    """The released code's reference cloud: half the points at radii spaced 0.1 … r, half at
+    uniform radii in [0, r], in random directions around `centre` (D,), then noised to t."""
+    directions = torch.randn(count, centre.numel(), generator=state.generator).to(centre)
+    directions = directions / directions.norm(dim=1, keepdim=True)
+    half = count // 2
+    radii = torch.cat([torch.linspace(min(0.1, radius), radius, half), torch.rand(count - half, generator=state.generator) * radius])
+    points = centre + radii.to(centre).unsqueeze(1) * directions
+    return state.prior.add_noise(points, state.t, state.generator)
+
+
+class ManifoldPull(GuidanceTerm):
+    """Move x_t toward the local principal plane of a noised cloud around its mode centre."""
+
+    def __init__(
+        self, centres: torch.Tensor, scale: float = 0.1, window: Sequence[float] = (0.0, 0.5), points: int = 300,
+        neighbours: int = 12, dims: int = 3, radius: float = 0.05, bandwidth: float = 0.2,
+    ) -> None:
+        super().__init__(scale, window)
+        self.centres, self.points, self.neighbours, self.dims = centres, points, neighbours, dims
+        self.radius, self.bandwidth = radius, bandwidth
+
+    def direction(self, state: StepState) -> torch.Tensor:
+        flat_x, centres = state.x.detach().flatten(1), self.centres.to(state.x).flatten(1)
+        out = []
+        for j in range(len(flat_x)):
+            cloud = noisy_sphere_cloud(centres[j], self.points, self.radius, state)
+            distance = (cloud - flat_x[j]).norm(dim=1)
+            nearest = distance.topk(min(self.neighbours, len(cloud)), largest=False).indices
+            centre, basis = tangent_basis(cloud[nearest], self.dims)
+            offset = flat_x[j] - centre
+            toward = -(offset - basis @ (basis.T @ offset))
+            weight = torch.tanh(distance.min() / self.bandwidth)
+            out.append(weight * toward / (toward.norm() + 1e-8))
+        return torch.stack(out).view_as(state.x)

@@ -134,8 +134,15 @@ class Prior:
         else:
             both = self._call_pair(x, t, cond)
             conditional, unconditional = both.chunk(2)
-            out = unconditional + cfg_scale * (conditional - unconditional)
-        return out[:, : self.sample_channels]  # learned-variance models (DiT) append σ channels
+            guided = unconditional + cfg_scale * (conditional - unconditional)
+            # learned-variance models (DiT) append variance channels: CFG moves ε only; the variance is the conditional one
+            out = torch.cat([guided[:, : self.sample_channels], conditional[:, self.sample_channels:]], 1)
+        return out
+
+    @property
+    def learned_variance(self) -> bool:
+        """DiT-style models predict ε and a variance interpolation (2 × the sample channels)."""
+        return int(getattr(self.model.config, "out_channels", None) or self.sample_channels) == 2 * self.sample_channels
 
     def _call_pair(self, x: torch.Tensor, t: int, cond: Condition) -> torch.Tensor:
         """Conditional and unconditional branches in one batch."""

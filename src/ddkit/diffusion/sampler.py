@@ -8,11 +8,20 @@ every guidance term active at this step adds `scale · direction(state)`:
 A term is a small object with one contract (`GuidanceTerm.direction`); terms may wrap other
 terms (the manifold projection does), so method variants are configuration, not new samplers.
 Sampling has no loss: its curve is, per step, the mean per-sample L2 norm of each active term's
-contribution s_g · d_g.
+contribution s_g · d_g, plus whatever a term reports about itself (`GuidanceTerm.diagnostics`).
+
+Choices that follow the reference samplers (DiT's `gaussian_diffusion.py`, as the MGD3 and
+ManifoldGD code use it): DDPM keeps a learned-variance model's own variance (DiT's
+`learned_range`) rather than a fixed one; latent priors never clip x̂₀ to [−1, 1] (latents are not
+bounded; the reference samples with `clip_denoised=False`), whatever the scheduler config says;
+and the DDPM step noise comes from its own generator, seeded from the item's, so the random draws
+of guidance terms (kernel references, manifold clouds) never shift the step noise: every method
+sees the same noise sequence for the same item.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
@@ -22,6 +31,7 @@ from ddkit.curves import CurveLog
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.errors import DDKitError
 from ddkit.extras import require
+from ddkit.seeds import item_seed
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class StepState:
     eps: torch.Tensor
     alpha: float  # √ᾱ_t
     sigma: float  # √(1−ᾱ_t)
+    step_std: float  # the standard deviation of the DDPM step t → t−1 (learned for DiT; fixed posterior std otherwise)
     cond: Condition
     generator: torch.Generator
 
@@ -82,15 +93,35 @@ class GuidanceTerm:
     def direction(self, state: StepState) -> torch.Tensor:
         raise NotImplementedError
 
+    def diagnostics(self) -> dict[str, float]:
+        """Extra numbers about the last `direction` call, logged as `<name>:<key>` curve columns."""
+        return {}
+
 
 def make_scheduler(prior: Prior, config: SamplerConfig):
     diffusers = require("diffusers", "diffusion sampling")
+    latent = {"clip_sample": False} if prior.vae is not None else {}
     if config.scheduler == "ddim":
-        scheduler = diffusers.DDIMScheduler.from_config(prior.scheduler.config)
-    else:  # the ε-only sampler: learned-variance models (DiT) get the fixed posterior variance
-        scheduler = diffusers.DDPMScheduler.from_config(prior.scheduler.config, variance_type="fixed_small")
+        scheduler = diffusers.DDIMScheduler.from_config(prior.scheduler.config, **latent)
+    else:
+        variance = "learned_range" if prior.learned_variance else "fixed_small"
+        scheduler = diffusers.DDPMScheduler.from_config(prior.scheduler.config, variance_type=variance, **latent)
     scheduler.set_timesteps(config.steps)
     return scheduler
+
+
+def step_std(scheduler, t: int, output: torch.Tensor, channels: int) -> float:
+    """Standard deviation of the DDPM step from t (mean over the batch for a learned variance).
+    DDIM steps use the DDPM posterior's, so step-scaled guidance keeps its size at eta = 0."""
+    prev = t - scheduler.config.num_train_timesteps // len(scheduler.timesteps)
+    alpha_bar, alpha_bar_prev = float(scheduler.alphas_cumprod[t]), float(scheduler.alphas_cumprod[prev]) if prev >= 0 else 1.0
+    beta = 1 - alpha_bar / alpha_bar_prev
+    posterior = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta
+    if getattr(scheduler.config, "variance_type", "") == "learned_range" and output.shape[1] == 2 * channels:
+        fraction = (output[:, channels:].float().mean() + 1) / 2  # DiT interpolates log-variance between β̃_t and β_t
+        log_variance = fraction * math.log(max(beta, 1e-20)) + (1 - fraction) * math.log(max(posterior, 1e-20))
+        return float(torch.exp(0.5 * log_variance))
+    return posterior ** 0.5
 
 
 def sample(
@@ -103,6 +134,7 @@ def sample(
     shape = (len(cond), prior.sample_channels, prior.sample_size, prior.sample_size)
     if noise is None:
         noise = torch.randn(shape, generator=generator)
+    step_noise = torch.Generator().manual_seed(item_seed(generator.initial_seed(), "step-noise"))
     x = noise.to(prior.device) * scheduler.init_noise_sigma
     steps = len(scheduler.timesteps)
     extra = {"eta": config.eta} if config.scheduler == "ddim" else {}
@@ -112,12 +144,15 @@ def sample(
         t = int(t)
         with torch.no_grad():
             output = prior.model_output(scheduler.scale_model_input(x, t), t, cond, config.cfg_scale)
-        x_prev = scheduler.step(output, t, x, generator=generator, **extra).prev_sample
+        if config.scheduler == "ddim" or not prior.learned_variance:
+            output = output[:, : prior.sample_channels]
+        x_prev = scheduler.step(output, t, x, generator=step_noise, **extra).prev_sample
         active = [(name, term) for name, term in named if term.active(step, steps)]
         if active:
-            eps, x0 = prior.predict_eps_x0(x, output, t)
+            eps, x0 = prior.predict_eps_x0(x, output[:, : prior.sample_channels], t)
             alpha, sigma = prior.schedule_at(t)
-            state = StepState(prior, x, t, step, steps, x0, eps, alpha, sigma, cond, generator)
+            std = step_std(scheduler, t, output, prior.sample_channels)
+            state = StepState(prior, x, t, step, steps, x0, eps, alpha, sigma, std, cond, generator)
             sizes = {}
             for name, term in active:
                 delta = term.scale * term.direction(state)
@@ -126,6 +161,7 @@ def sample(
                                      f"lower its scale (now {term.scale})")
                 x_prev = x_prev + delta
                 sizes[name] = delta.detach().flatten(1).norm(dim=1).mean()
+                sizes.update({f"{name}:{key}": value for key, value in term.diagnostics().items()})
             curves.log(step + 1, **sizes)
         x = x_prev
     curves.close()

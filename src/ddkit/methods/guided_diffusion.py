@@ -32,11 +32,12 @@ import torch
 
 from ddkit.config import to_dict
 from ddkit.curves import CurveLog
+from ddkit.data.class_lists import imagenet_indices
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.diffusion.features import default_feature_layer, find_layer
 from ddkit.diffusion.guidance import KernelGuidance, ModeGuidance
-from ddkit.diffusion.manifold import TangentProjection
+from ddkit.diffusion.manifold import ManifoldPull, TangentProjection
 from ddkit.diffusion.modes import Modes, bisecting_modes, kmeans_modes
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, sample
@@ -51,6 +52,7 @@ from ddkit.seeds import item_seed
 class GuidedDiffusionConfig:
     prior: str = "fashion-mnist-unet"  # a prior recipe (ddkit list presets), a diffusers directory or a hub id
     class_map: list[int] = field(default_factory=list)  # prior class of each dataset class; empty: the same index
+    class_ids: Literal["index", "wnid"] = "index"  # wnid: class folders are ImageNet ids, mapped to ImageNet-1k classes
     resize: bool = False  # allow a prior whose image size differs from the dataset's (samples are resized)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     batch: int = 10  # samples per work item (one class)
@@ -60,6 +62,14 @@ class GuidedDiffusionConfig:
     modes: Literal["kmeans", "bisecting"] = "kmeans"  # k-means modes (MGD3) or bisecting k-means (ManifoldGD)
     mode_level: Literal["leaves", "tree"] = "leaves"  # bisecting: the IPC leaves, or the first IPC nodes of the tree, root first
     mode_window: list[float] = field(default_factory=lambda: [0.0, 0.5])  # [start, end) fractions of the steps where mode guidance acts
+    mode_step: Literal["noise", "ddpm-std"] = "noise"  # the step size: σ_t = √(1−ᾱ_t), or the DDPM step's std (MGD3's released code)
+    # the released ManifoldGD code's extra term: pull x_t toward the principal plane of a noised cloud around its mode
+    manifold_scale: float = 0.0  # 0 turns the term off; acts in mode_window
+    manifold_points: int = 300  # points of the noised cloud around each mode centre
+    manifold_neighbours: int = 12  # K: cloud points nearest to x_t the plane is fitted to
+    manifold_dims: int = 3  # d: the plane's dimensions
+    manifold_radius: float = 0.05  # radius of the cloud, in sample-space units
+    manifold_bandwidth: float = 0.2  # the pull's weight is tanh(distance to the cloud / bandwidth)
     # kernel representativeness guidance (DAP)
     kernel_scale: float = 0.0  # γ; 0 turns the term off
     kernel: Literal["linear", "rbf"] = "linear"  # the Mercer kernel between feature maps
@@ -83,6 +93,8 @@ class GuidedDiffusionConfig:
             raise ValueError("batch, kernel_real must be >= 1 and real_per_class >= 2")
         if self.project and self.mode_scale == 0 and self.kernel_scale == 0:
             raise ValueError("project=true needs a term to project: set mode_scale or kernel_scale")
+        if self.manifold_scale and (self.mode_scale == 0 or self.manifold_neighbours <= self.manifold_dims):
+            raise ValueError("manifold_scale needs mode guidance (mode_scale > 0) and manifold_neighbours > manifold_dims")
         if self.project and self.neighbours_final <= self.tangent_dims:
             raise ValueError(f"neighbours_final ({self.neighbours_final}) must exceed tangent_dims ({self.tangent_dims})")
 
@@ -143,12 +155,14 @@ def check_prior(prior: Prior, train: ImageSet, cfg: GuidedDiffusionConfig) -> li
     """The prior class of each dataset class, after checking the prior fits the data."""
     check_prior_images(prior, train.image_shape, cfg.prior, cfg.resize)
     known = prior.num_classes
-    mapping = list(cfg.class_map) or list(range(train.num_classes))
+    if cfg.class_ids == "wnid" and cfg.class_map:
+        raise DDKitError("give either class_map or class_ids=wnid, not both")
+    mapping = (imagenet_indices(train.class_names) if cfg.class_ids == "wnid" else list(cfg.class_map)) or list(range(train.num_classes))
     if len(mapping) != train.num_classes:
         raise DDKitError(f"class_map has {len(mapping)} entries, the dataset has {train.num_classes} classes")
     if known is None:
         raise DDKitError(f"prior {cfg.prior} is not class-conditional; give a class-conditional prior")
-    if not cfg.class_map and known != train.num_classes:
+    if not cfg.class_map and cfg.class_ids == "index" and known != train.num_classes:
         raise DDKitError(f"prior {cfg.prior} knows {known} classes, the dataset has {train.num_classes}; "
                          "set class_map to the prior class of each dataset class")
     if any(not 0 <= c < known for c in mapping):
@@ -186,7 +200,7 @@ class _Engine:
             modes = self.modes(item.label)
             shape = (len(item.indices), *self.real(item.label).shape[1:])
             centres = modes.centres[list(item.indices)].view(shape).to(self.prior.device)
-            terms.append(ModeGuidance(centres, cfg.mode_scale, cfg.mode_window))
+            terms.append(ModeGuidance(centres, cfg.mode_scale, cfg.mode_window, cfg.mode_step))
             real = self.real(item.label)
             neighbourhoods.append([real[modes.members[j]] for j in item.indices])
         if cfg.kernel_scale:
@@ -198,6 +212,9 @@ class _Engine:
         if cfg.project:
             terms = [TangentProjection(term, members, cfg.tangent_dims, cfg.neighbours, cfg.neighbours_final, cfg.projection)
                      for term, members in zip(terms, neighbourhoods)]
+        if cfg.manifold_scale:
+            terms.append(ManifoldPull(centres, cfg.manifold_scale, cfg.mode_window, cfg.manifold_points, cfg.manifold_neighbours,
+                                      cfg.manifold_dims, cfg.manifold_radius, cfg.manifold_bandwidth))
         return terms
 
     def run(self, item: WorkItem, prior_class: int, curves: Optional[CurveLog] = None) -> torch.Tensor:
