@@ -231,7 +231,10 @@ def evaluate(
     ctx: typer.Context,
     distilled_set: Path = typer.Argument(..., help="a distilled set directory"),
     preset: Optional[List[str]] = typer.Option(None, help=f"evaluation preset(s) (ddkit list presets); default: {QUICK_PRESET}, a QUICK check"),
-    students: Optional[str] = typer.Option(None, help="comma-separated student models for a cross-architecture table"),
+    students: Optional[str] = typer.Option(None, help="comma-separated student models for a cross-architecture table; "
+                                           "options in brackets: 'convnet(depth=6,norm=instance),resnet-ap'"),
+    teacher: Optional[str] = typer.Option(None, help="teacher of the soft-label presets instead of their default (a recipe, "
+                                          "a .yaml file or an ensemble a+b)"),
     data_root: Optional[str] = typer.Option(None, help="dataset directory or file (default: the set's own)"),
     cache: Optional[Path] = typer.Option(None, help="teacher cache"),
     diversity: Optional[str] = typer.Option(None, help="comma-separated extractor teachers for intra-class diversity, e.g. convnet-in,mlp"),
@@ -248,7 +251,7 @@ def evaluate(
     from ddkit.evaluate.diversity import measure_diversity
     from ddkit.evaluate.fidelity import measure_fidelity
     from ddkit.evaluate.students import check_preset_fits
-    from ddkit.models import ModelSpec
+    from ddkit.models import parse_model_spec, split_top_level
     from ddkit.models.teachers import TeacherPool
     from ddkit.runs import check_writable
 
@@ -261,12 +264,12 @@ def evaluate(
         preset = [QUICK_PRESET]
         if _is_main_rank():
             console.print(_quick_notice(), highlight=False, soft_wrap=True)
-    presets = [load_eval_preset(name) for name in preset]
+    presets = [load_eval_preset(name, teacher) for name in preset]
     for chosen in presets:  # every preset must fit before the first student trains
         check_preset_fits(chosen, distilled)
     source = distilled.meta.get("dataset", {}) | dataset_overrides | ({"root": data_root} if data_root else {})
     splits = load_dataset(build(DatasetConfig, source, where="dataset"))
-    specs = [ModelSpec(s.strip()) for s in students.split(",")] if students else None
+    specs = [parse_model_spec(s) for s in split_top_level(students)] if students else None
     target = _start(device)
     rows = []
     with _progress() as progress:

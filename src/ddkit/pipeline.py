@@ -29,12 +29,13 @@ from ddkit.data.distilled import matching_set
 from ddkit.data.images import DataSplits
 from ddkit.diffusion.train import PriorPool
 from ddkit.evaluate import evaluate_set, load_eval_preset
+from ddkit.evaluate.presets import eval_preset_path
 from ddkit.evaluate.diversity import measure_diversity
 from ddkit.evaluate.fidelity import measure_fidelity
 from ddkit.locks import exclusive
 from ddkit.methods import SynthesisContext, resolve_config, synthesize
 from ddkit.methods.base import check_method_extras
-from ddkit.models import ModelSpec
+from ddkit.models import parse_model_spec
 from ddkit.models.teachers import TeacherPool
 from ddkit.presets import preset_path
 from ddkit.report import write_report
@@ -50,19 +51,27 @@ class RunConfig:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     ipcs: list[int] = field(default_factory=lambda: [1, 10])
     eval_presets: list[str] = field(default_factory=lambda: ["hard-dsa-quick"])
-    students: list[str] = field(default_factory=list)  # empty: each preset's own student
+    students: list[str] = field(default_factory=list)  # empty: each preset's own student; "name(key=value,...)" sets options
+    eval_teacher: Optional[str] = None  # replaces the teacher of every soft-label eval preset (e.g. tv-resnet50)
     diversity_extractors: list[str] = field(default_factory=list)  # teachers used only to measure diversity
     fidelity_extractors: list[str] = field(default_factory=list)  # teachers used only for PRDC/FID/KID vs test
+    teacher_weights: dict[str, str] = field(default_factory=dict)  # weight file per pretrained teacher recipe (tv-resnet18: FILE)
     seed: int = 0
 
     def __post_init__(self) -> None:
         for method in self.methods:
             check_method_extras(method)  # before any work: a run must not stop at its last method
+        loose = {m.replace("-", "_"): m for m in self.methods}
+        for name in list(self.method_options):
+            if name not in self.methods and name.replace("-", "_") in loose:  # --method_options.prism_dfkd.x=… from the CLI
+                self.method_options[loose[name.replace("-", "_")]] = self.method_options.pop(name)
         for name in self.method_options:
             if name not in self.methods:
                 raise ValueError(f"method_options names {name!r}, which is not in methods {self.methods}")
         for preset in self.eval_presets:
-            preset_path("eval", preset)
+            eval_preset_path(preset)
+        for student in self.students:
+            parse_model_spec(student)
 
 
 def load_run_config(name_or_path: str, overrides: Optional[dict[str, Any]] = None) -> RunConfig:
@@ -121,9 +130,9 @@ def _run_pipeline(
     config: RunConfig, run: RunDir, cache_dir: Optional[Path], progress: Optional[Progress], device: torch.device,
 ) -> Path:
     splits = load_dataset(config.dataset)
-    teachers = TeacherPool(splits, cache_dir, progress, device)
-    students = [ModelSpec(name) for name in config.students] or None
-    presets = [load_eval_preset(name) for name in config.eval_presets]
+    teachers = TeacherPool(splits, cache_dir, progress, device, config.teacher_weights)
+    students = [parse_model_spec(name) for name in config.students] or None
+    presets = [load_eval_preset(name, config.eval_teacher) for name in config.eval_presets]
     for method in config.methods:
         for ipc in config.ipcs:
             folder = run / "sets" / set_name(method, ipc)

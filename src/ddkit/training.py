@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Literal, NamedTuple, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.progress import Progress
@@ -53,13 +54,27 @@ log = logging.getLogger(__name__)
 INFERENCE_BATCH = 1000  # images per forward pass when only predicting: memory, not results, depends on it
 
 
+Mix = tuple[torch.Tensor, float]  # (partner position of each row in the batch, λ: the row's own share)
+
+
 class Batch(NamedTuple):
     x: torch.Tensor  # the augmented images the model saw
     index: torch.Tensor  # their positions in the training set
     epoch: int
+    mix: Optional[Mix] = None  # CutMix: row i holds (1 − λ) of row partner[i]; None: no mixing in this batch
 
 
 LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]  # (logits, batch) -> loss
+
+
+def mixed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy on the batch's labels; under CutMix λ·CE(own) + (1 − λ)·CE(partner's), as IDC / CutMix."""
+    own = labels[batch.index]
+    loss = F.cross_entropy(logits, own, label_smoothing=label_smoothing)
+    if batch.mix is None:
+        return loss
+    partner, lam = batch.mix
+    return lam * loss + (1 - lam) * F.cross_entropy(logits, own[partner.to(own.device)], label_smoothing=label_smoothing)
 
 
 @dataclass(frozen=True)
@@ -68,17 +83,22 @@ class TrainRecipe:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: Literal["step-half", "cosine", "onecycle", "constant"] = "step-half"
+    schedule: Literal["step-half", "cosine", "onecycle", "constant", "multistep"] = "step-half"  # multistep: IDC's ×0.2 at 2/3 and 5/6
     epochs: int = 300
     steps: int = field(default=0, metadata=ADDED_OPTION)  # > 0: this many optimiser steps (whole epochs, rounded up), any set size
     batch_size: int = 256
     augmentation: str = "dsa"
     label_smoothing: float = 0.0
     channels_last: bool = False
+    mix: Literal["none", "cutmix"] = field(default="none", metadata=ADDED_OPTION)  # CutMix after augmentation (IDC, SRe2L, PRISM)
+    mix_prob: float = field(default=1.0, metadata=ADDED_OPTION)  # share of batches that are mixed
+    mix_beta: float = field(default=1.0, metadata=ADDED_OPTION)  # λ ~ Beta(β, β)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs, batch_size and lr must be positive")
+        if not 0 <= self.mix_prob <= 1 or self.mix_beta <= 0:
+            raise ValueError("mix_prob must lie in [0, 1] and mix_beta be positive")
         AUGMENTATIONS.get(self.augmentation)
 
     def epochs_for(self, images: int) -> int:
@@ -99,6 +119,8 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
         return 1.0 if progress < 0.5 else 0.1
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "multistep":  # IDC: ×0.2 at 2/3 and again at 5/6 of training
+        return 1.0 if progress < 2 / 3 else 0.2 if progress < 5 / 6 else 0.04
     if schedule == "onecycle":  # linear warm-up over 15 %, then linear decay to zero
         warm = 0.15
         return progress / warm if progress < warm else max(0.0, (1 - progress) / (1 - warm))
@@ -106,21 +128,30 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 
 def hard_label_loss(labels: torch.Tensor, label_smoothing: float = 0.0) -> LossFn:
-    return lambda logits, batch: F.cross_entropy(logits, labels[batch.index], label_smoothing=label_smoothing)
+    return lambda logits, batch: mixed_cross_entropy(logits, labels, batch, label_smoothing)
 
 
-def epoch_batches(data: ImageSet, recipe: TrainRecipe, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of (indices, augmented CPU images), drawn from `generator` in a fixed order, so
-    anything that replays the same generator (stored soft labels) sees exactly the same batches."""
+def epoch_batches(
+    data: ImageSet, recipe: TrainRecipe, generator: torch.Generator,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, Optional[Mix]]]:
+    """One epoch of (indices, augmented CPU images, their CutMix), drawn from `generator` in a fixed
+    order, so anything that replays the same generator (stored soft labels) sees the same batches."""
     augment = AUGMENTATIONS.get(recipe.augmentation)
     order = torch.randperm(len(data), generator=generator)
     for index in order.split(recipe.batch_size):
-        yield index, augment(data.load(index), (data.mean, data.std), generator)
+        x, mix = mix_batch(augment(data.load(index), (data.mean, data.std), generator), recipe, generator)
+        yield index, x, mix
+
+
+def mix_batch(x: torch.Tensor, recipe: TrainRecipe, generator: torch.Generator) -> tuple[torch.Tensor, Optional[Mix]]:
+    if recipe.mix == "none" or len(x) < 2:
+        return x, None
+    return cutmix(x, generator, recipe.mix_prob, recipe.mix_beta)
 
 
 def rank_batches(
     data: ImageSet, recipe: TrainRecipe, generator: torch.Generator, world: distributed.World, epoch_seed: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float, Optional[Mix]]]:
     """One epoch under DDP: (this rank's indices, their augmented images, their share of the global
     batch). Every rank draws the same order from the shared `generator`, which nothing else draws
     from, so the ranks stay in step (and the order is the one-process order when that does not
@@ -131,7 +162,8 @@ def rank_batches(
         part, share = rank_slice(len(index), world)
         mine = index[part]
         rank_generator = torch.Generator().manual_seed(item_seed(epoch_seed, b, world.rank))
-        yield mine, augment(data.load(mine), (data.mean, data.std), rank_generator), share
+        x, mix = mix_batch(augment(data.load(mine), (data.mean, data.std), rank_generator), recipe, rank_generator)
+        yield mine, x, share, mix
 
 
 def fit(
@@ -170,11 +202,11 @@ def fit(
         bar.skip(start_epoch)
         for epoch in range(start_epoch, epochs):
             running = 0.0
-            for i, (index, x, share) in enumerate(_batches(data, recipe, generator, world, item_seed(seed, "augment", epoch))):
+            for i, (index, x, share, mix) in enumerate(_batches(data, recipe, generator, world, item_seed(seed, "augment", epoch))):
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr * lr_factor(recipe.schedule, epoch * batches_per_epoch + i, total)
                 x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-                loss, batch_loss = weighted_loss(loss_fn(trained(x), Batch(x, index.to(device), epoch)), share, world)
+                loss, batch_loss = weighted_loss(loss_fn(trained(x), Batch(x, index.to(device), epoch, mix)), share, world)
                 if not torch.isfinite(batch_loss):  # the same number on every rank: they stop together
                     raise DDKitError(f"{description}: loss became {batch_loss.item()} at epoch {epoch + 1}; lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)
@@ -194,6 +226,24 @@ def fit(
     return model
 
 
+def cutmix(x: torch.Tensor, generator: torch.Generator, prob: float, beta: float) -> tuple[torch.Tensor, Optional[Mix]]:
+    """With probability `prob`, paste a box of each row's partner (a seeded permutation) into it; the
+    box covers 1 − λ of the image with λ ~ Beta(β, β), λ then set to the exact uncovered share."""
+    if float(torch.rand((), generator=generator)) >= prob:
+        return x, None
+    draw = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+    lam = float(draw.beta(beta, beta))
+    partner = torch.randperm(len(x), generator=generator)
+    h, w = x.shape[-2:]
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(h, (1,), generator=generator)), int(torch.randint(w, (1,), generator=generator))
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    mixed = x.clone()
+    mixed[..., top:bottom, left:right] = x[partner][..., top:bottom, left:right]
+    return mixed, (partner, 1 - (bottom - top) * (right - left) / (h * w))
+
+
 def rank_slice(batch: int, world: distributed.World) -> tuple[slice, float]:
     """This rank's contiguous part of a global batch of `batch` items (as positions) and its share
     of the batch. A rank left without items (a last batch smaller than the world) gets the first
@@ -208,11 +258,11 @@ def rank_slice(batch: int, world: distributed.World) -> tuple[slice, float]:
 
 def _batches(
     data: ImageSet, recipe: TrainRecipe, generator: torch.Generator, world: distributed.World, epoch_seed: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float, Optional[Mix]]]:
     """(indices, augmented images, share of the global batch) for this rank, one epoch."""
     if world.distributed:
         return rank_batches(data, recipe, generator, world, epoch_seed)
-    return ((index, x, 1.0) for index, x in epoch_batches(data, recipe, generator))
+    return ((index, x, 1.0, mix) for index, x, mix in epoch_batches(data, recipe, generator))
 
 
 def _ddp(model: nn.Module, device: torch.device) -> nn.Module:

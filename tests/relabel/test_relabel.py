@@ -43,7 +43,7 @@ def test_recorded_labels_replay_the_students_batches(tiny, tiny_teacher_loader, 
     loaded = StoredLabels.load(tmp_path / "labels.safetensors")
     generator = torch.Generator().manual_seed(7)
     for epoch in range(2):
-        for index, x in epoch_batches(data, recipe, generator):
+        for index, x, _mix in epoch_batches(data, recipe, generator):
             with torch.no_grad():
                 probs = torch.softmax(teacher(x) / 4.0, dim=1)
             target = loaded.target_log_probs(epoch, index).exp()

@@ -28,6 +28,7 @@ class DatasetConfig:
     grayscale: bool = False  # image-folder only
     skip_unreadable: bool = False  # image-folder only: leave out (and count) files whose header does not read
     train_per_class: Optional[int] = None  # keep only the first N training images per class (tiny runs)
+    classes: Optional[str] = None  # image-folder only: keep these class folders (a class list: imagenette, imagewoof, imagenet100, or a .yaml)
 
 
 # A loader returns (train, test, facts worth recording in a manifest).
@@ -36,7 +37,7 @@ DATASETS.register("fashion-mnist")(lambda cfg: (*load_fashion_mnist(Path(cfg.roo
 DATASETS.register("arrays")(lambda cfg: (*load_arrays(Path(_require_root(cfg))), {}))
 DATASETS.register("image-folder")(
     lambda cfg: load_image_folder(Path(_require_root(cfg)), _require_image_size(cfg), grayscale=cfg.grayscale,
-                                  skip_unreadable=cfg.skip_unreadable)
+                                  skip_unreadable=cfg.skip_unreadable, classes=cfg.classes)
 )
 
 

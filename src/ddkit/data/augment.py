@@ -146,3 +146,40 @@ def shift_flip(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> tor
 @AUGMENTATIONS.register("none")
 def no_augmentation(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
     return x
+
+
+@AUGMENTATIONS.register("rrc-flip-wide")
+def random_resized_crop_flip_wide(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
+    """torchvision's RandomResizedCrop default (area 8-100 %) + flip: SRe2L's relabel and student recipe."""
+    return crop_flip(x, generator, min_area=0.08)
+
+
+# AlexNet-style PCA lighting on ImageNet's RGB covariance (eigenvalues, eigenvectors as columns).
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+
+
+def colour_jitter(x: torch.Tensor, generator: torch.Generator, strength: float = 0.4) -> torch.Tensor:
+    """Per-image brightness, contrast and saturation factors uniform in [1 − s, 1 + s] (fixed order)."""
+    n = x.shape[0]
+    factor = lambda: _uniform(n, generator, 1 - strength, 1 + strength).view(n, 1, 1, 1).to(x)  # noqa: E731
+    x = x * factor()
+    grey = x.mean(dim=1, keepdim=True)
+    x = (x - grey.mean(dim=(2, 3), keepdim=True)) * factor() + grey.mean(dim=(2, 3), keepdim=True)
+    grey = x.mean(dim=1, keepdim=True)
+    return (x - grey) * factor() + grey
+
+
+def pca_lighting(x: torch.Tensor, generator: torch.Generator, alpha_std: float = 0.1) -> torch.Tensor:
+    if x.shape[1] != 3:
+        return x
+    alpha = torch.randn(x.shape[0], 3, generator=generator) * alpha_std
+    shift = (alpha * torch.tensor(IMAGENET_EIGVAL)) @ torch.tensor(IMAGENET_EIGVEC).T
+    return x + shift.to(x).view(-1, 3, 1, 1)
+
+
+@AUGMENTATIONS.register("idc")
+def idc_augmentation(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
+    """IDC's ImageNet-subset training augmentation: random-resized crop (area 50-100 %), flip,
+    colour jitter 0.4 and PCA lighting 0.1 (its CutMix is the recipe's `mix`)."""
+    return pca_lighting(colour_jitter(crop_flip(x, generator, min_area=0.5), generator), generator).clamp(0, 1)

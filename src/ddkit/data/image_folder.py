@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
+from ddkit.data.class_lists import load_class_list
 from ddkit.data.folder_index import EXTENSIONS, FolderIndex, FolderPixels, class_folders, index_path, load_index, write_index
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
@@ -70,15 +71,27 @@ def train_stats(split_dir: Path, index: FolderIndex, size: int, mode: str, skip_
 
 def load_image_folder(
     root: Path, image_size: int, train_split: str = "train", test_split: str = "val", grayscale: bool = False,
-    skip_unreadable: bool = False,
+    skip_unreadable: bool = False, classes: Optional[str] = None,
 ) -> tuple[ImageSet, ImageSet, dict[str, Any]]:
     """Return (train, test, facts); test is ImageNet's `val` folder by convention, with the train classes.
-    The facts count the unreadable files skipped per split."""
+    With `classes` (a class list), only those class folders are read, so a full ImageNet tree serves
+    its subsets. The facts count the unreadable files skipped per split."""
     if image_size < 1:
         raise DDKitError(f"image_size must be a positive number of pixels, got {image_size}")
     root = Path(root)
     class_names = class_folders(root / train_split)
-    check_same_classes(root, train_split, test_split, class_names)
+    if classes:
+        wanted = load_class_list(classes).wnids
+        missing = [w for w in wanted if w not in class_names]
+        if missing:
+            raise DDKitError(f"{root / train_split} has no folder {missing[0]!r} of class list {classes} "
+                             f"({len(missing)} of {len(wanted)} missing); point --data-root at a tree holding them")
+        class_names = sorted(wanted)
+    else:
+        check_same_classes(root, train_split, test_split, class_names)
+    for name in class_names:
+        if not (root / test_split / name).is_dir():
+            raise DDKitError(f"class folder {name!r} is missing from {root / test_split}")
     mode = "L" if grayscale else "RGB"
     indexes = {split: load_index(root / split, class_names, skip_unreadable) for split in (train_split, test_split)}
     stats = train_stats(root / train_split, indexes[train_split], image_size, mode, skip_unreadable)

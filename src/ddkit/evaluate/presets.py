@@ -8,7 +8,8 @@ choose anything: the test split is only scored, once per trained student, at its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal, Optional
 
 from ddkit.config import ADDED_OPTION, build, hash_dict, load_yaml
@@ -44,6 +45,8 @@ class EvalPreset:
             raise ValueError(f"preset {self.name}: soft-set learns from the set's own soft labels; remove the teacher")
         if self.labels in ("soft-stored", "soft-set") and self.loss != "kl":
             raise ValueError(f"preset {self.name}: stored soft labels keep probabilities, so they need loss: kl")
+        if self.labels == "soft-set" and self.train.mix != "none":
+            raise ValueError(f"preset {self.name}: soft-set labels cannot follow CutMix; set train.mix: none")
         if self.stored_top_k < 1:
             raise ValueError(f"preset {self.name}: stored_top_k must be at least 1")
         if len(self.seeds) < 1:
@@ -58,8 +61,25 @@ class EvalPreset:
         return config_hash(hash_dict(self))
 
 
-def load_eval_preset(name: str) -> EvalPreset:
+def eval_preset_path(name: str) -> Path:
+    """A shipped preset by name, or the user's own YAML file."""
+    if name.endswith((".yaml", ".yml")):
+        if not Path(name).is_file():
+            raise DDKitError(f"evaluation preset file {name} does not exist")
+        return Path(name)
+    return preset_path("eval", name)
+
+
+def load_eval_preset(name: str, teacher: Optional[str] = None) -> EvalPreset:
+    """The preset `name` (shipped or a file). `teacher` replaces a soft-label preset's default teacher,
+    so one protocol serves any dataset; the preset is then named `name@teacher`, and its fingerprint
+    (which holds the teacher) keeps its results apart from the default's."""
+    path = eval_preset_path(name)
+    label = Path(name).stem if name.endswith((".yaml", ".yml")) else name
     try:
-        return build(EvalPreset, {"name": name, **load_yaml(preset_path("eval", name))})
+        preset = build(EvalPreset, {"name": label, **load_yaml(path)})
     except DDKitError as err:
         raise DDKitError(f"evaluation preset {name}: {err}") from None
+    if teacher and preset.uses_teacher and teacher != preset.teacher:
+        preset = replace(preset, name=f"{label}@{teacher}", teacher=teacher)
+    return preset

@@ -43,7 +43,7 @@ from ddkit.models import ModelSpec, build_model
 from ddkit.models.teachers import Teacher
 from ddkit.relabel import StoredLabels, record_soft_labels
 from ddkit.runs import atomic_write_json, check_writable, read_json
-from ddkit.training import Batch, LossFn, accuracy, fit
+from ddkit.training import Batch, LossFn, accuracy, fit, mixed_cross_entropy
 
 TeacherLoader = Callable[[str], Teacher]
 Parallel = Literal["auto", "spread", "ddp"]
@@ -84,7 +84,7 @@ def mse_ce_loss(teacher: nn.Module, labels: torch.Tensor, ce_weight: float) -> L
     def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             target = teacher(batch.x)
-        return F.mse_loss(logits, target) + ce_weight * F.cross_entropy(logits, labels[batch.index])
+        return F.mse_loss(logits, target) + ce_weight * mixed_cross_entropy(logits, labels, batch)
 
     return loss
 

@@ -8,6 +8,7 @@ for our small nets, ImageNet stats for timm/torchvision weights) can be mixed fr
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -29,6 +30,41 @@ class ModelSpec:
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
         return f"{self.name}({opts})" if opts else self.name
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """`name` or `name(key=value,...)` (values read as YAML), e.g. `convnet(depth=6,norm=instance)`."""
+    import yaml
+
+    text = text.strip()
+    match = re.fullmatch(r"([^()\s]+)(?:\((.*)\))?", text)
+    if not match or not match.group(1):
+        raise DDKitError(f"student {text!r} must look like name or name(key=value,...)")
+    options = {}
+    for part in split_top_level(match.group(2) or ""):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip():
+            raise DDKitError(f"student {text!r}: option {part!r} must look like key=value")
+        try:
+            options[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise DDKitError(f"student {text!r}: {raw!r} is not a valid value") from None
+    return ModelSpec(match.group(1), options)
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets: "a(x=1,y=2),b" → ["a(x=1,y=2)", "b"]."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [p.strip() for p in parts if p.strip()]
 
 
 class Classifier(nn.Module):

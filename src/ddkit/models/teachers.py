@@ -48,6 +48,11 @@ class TeacherConfig:
     seed: int = 0
     weights: Optional[str] = None  # use these weights instead of training (file or dir)
 
+    @property
+    def pretrained(self) -> bool:
+        """Weights given (here, or the architecture's own: a file, a dir or `hub`): never squeezed."""
+        return bool(self.weights or self.arch.weights)
+
 
 @dataclass
 class Teacher:
@@ -97,11 +102,14 @@ def load_or_squeeze(
     whose weights fail their checksum or do not load is reported and squeezed again.
     """
     train = splits.train
-    model = build_model(config.arch, train.num_classes, train.image_shape, train.mean, train.std, seed=config.seed)
-    if config.weights:
-        log.info("teacher %s: weights from %s", config.name, config.weights)
-        load_weights(model, Path(config.weights))
-        return Teacher(config, model.to(device).eval(), {"source": config.weights})
+    arch = replace(config.arch, weights=None) if config.weights else config.arch  # a weight file wins over `hub`
+    model = build_model(arch, train.num_classes, train.image_shape, train.mean, train.std, seed=config.seed)
+    if config.pretrained:
+        source = config.weights or config.arch.weights
+        log.info("teacher %s: pretrained weights from %s", config.name, source)
+        if config.weights:
+            load_weights(model, Path(config.weights))
+        return Teacher(config, model.to(device).eval(), {"source": source})
     entry = cache_entry(config, splits, cache_dir or default_cache_dir())
     # Rank 0 alone checks the entry (it may remove a damaged one); the other ranks load what it verified.
     metrics = distributed.on_main(lambda: _load_cached(model, entry))
@@ -174,10 +182,13 @@ class TeacherPool:
 
     def __init__(
         self, splits: DataSplits, cache_dir: Optional[Path] = None, progress: Optional[Progress] = None,
-        device: torch.device = torch.device("cpu"),
+        device: torch.device = torch.device("cpu"), weights: Optional[dict[str, str]] = None,
     ) -> None:
         self.splits, self.cache_dir, self.progress = splits, cache_dir or default_cache_dir(), progress
         self.device = device
+        # A run's weight files for pretrained recipes (e.g. tv-resnet18: ~/weights/resnet18.pth). Command-line
+        # overrides turn "-" into "_" in keys, so names match either way.
+        self.weights = {_loose(name): path for name, path in (weights or {}).items()}
         self._loaded: dict[str, Teacher] = {}
 
     def __call__(self, name: str) -> Teacher:
@@ -189,6 +200,11 @@ class TeacherPool:
                 info = {"key": "+".join(m.label for m in members)}
                 self._loaded[name] = Teacher(replace(members[0].config, name=name), model, info)
             else:
-                config = teacher_config(name)
+                weights = self.weights.get(_loose(name))
+                config = teacher_config(name, {"weights": weights} if weights else None)
                 self._loaded[name] = load_or_squeeze(config, self.splits, self.cache_dir, self.progress, self.device)
         return self._loaded[name]
+
+
+def _loose(name: str) -> str:
+    return name.replace("_", "-")

@@ -126,7 +126,7 @@ def record_soft_labels(
     generator = torch.Generator().manual_seed(seed)
     with steps(progress, f"record soft labels (top-{k})", epochs, unit="epoch") as bar:
         for epoch in range(epochs):
-            for index, x in epoch_batches(data, recipe, generator):
+            for index, x, _mix in epoch_batches(data, recipe, generator):  # the teacher labels the mixed images themselves
                 log_probs = F.log_softmax(teacher(x.to(device)) / temperature, dim=1).cpu()
                 top = log_probs.topk(k, dim=1)
                 values[epoch, index] = top.values
