@@ -74,7 +74,10 @@ def test_inversion_paper_preset_runs_end_to_end(preset, tmp_path, cli):
     items = DistilledSet.load(out / "sets" / f"{method}-ipc2").meta["items"]
     assert len(items) == 2 and [item["iterations"] for item in items] == ([3, 2] if method == "prism" else [3, 3])
     if method == "prism":
-        assert all(item["bn_teachers"][0] == "tv-resnet18" for item in items)  # the logit teacher is always in the BN set
+        panel = load_run_config(preset).method_options["prism"]["bn_teachers"]
+        for item in items:  # the logit teacher always, then a subset of the other panel members, each at most once
+            assert item["bn_teachers"][0] == "tv-resnet18"
+            assert item["bn_teachers"] == [t for t in panel if t in item["bn_teachers"]]
         assert all(item["real_init"] for item in items)
     board = json.loads((out / "report" / "leaderboard.json").read_text())
     assert len(board["rows"]) == 1 and board["rows"][0]["teacher"]
