@@ -11,13 +11,18 @@ teacher for both; PRISM decouples them: one logit teacher, and a random subset o
 architectures for the BN term, re-drawn per IPC index, starting from real images.
 
 PRISM's released code (Brian-Moser/prism, recover/data_synthesis.py) always keeps the logit
-teacher's architecture in the BN set and fills up to three more slots, each with probability 0.5,
-with a distinct other panel model, re-drawn per IPC index; the BN term is the mean over the set.
+teacher's architecture (ResNet-18) in the BN set and then fills three slots, each with probability
+0.5, with a uniformly drawn, distinct other model of {MobileNetV2, EfficientNet-B0,
+ShuffleNetV2-x0.5, AlexNet}, re-drawn per IPC index; the BN term is the mean over the set.
 `bn_sampler="bernoulli"` (the `prism` default) keeps the logit teacher(s) and adds each other
-panel member independently with `bn_include_probability`: with our three-model panel that is the
-reference's distribution up to the slot bookkeeping (the reference draws slots from five models,
-one of which, AlexNet, has no BN layer yet still counts in the mean). `bn_sampler="intra"` with
-`bn_draw=1, logit_teacher_in_panel=false` is our earlier reading (one *other* architecture).
+panel member independently with `bn_include_probability`. Where the two differ: (1) the
+reference fills K ~ Binomial(3, 0.5) slots from four candidates, so each one is in with
+probability 3/8, not 1/2, and never all four; (2) AlexNet has no BN layer, so when drawn it adds
+nothing yet still counts in the mean (with n BN models drawn the term is scaled by n/(n+1)); a BN-less
+teacher is refused here, so our ImageNet panel is the three BN models, each in with p = 0.5,
+which keeps the reference's expected set size (2.5) but not its per-model odds or the AlexNet
+dilution. `bn_sampler="intra"` with `bn_draw=1, logit_teacher_in_panel=false` is our earlier
+reading (one *other* architecture).
 
 Pixels live in [0, 1] (`space="pixel"`) or in the teachers' normalised space
 (`space="normalised"`, as the reference code: noise init is N(0, 1) there and a step of lr moves
