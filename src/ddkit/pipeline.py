@@ -29,9 +29,9 @@ from ddkit.data.distilled import matching_set
 from ddkit.data.images import DataSplits
 from ddkit.diffusion.train import PriorPool
 from ddkit.evaluate import evaluate_set, load_eval_preset
-from ddkit.evaluate.presets import eval_preset_path
 from ddkit.evaluate.diversity import measure_diversity
 from ddkit.evaluate.fidelity import measure_fidelity
+from ddkit.evaluate.presets import eval_preset_path
 from ddkit.locks import exclusive
 from ddkit.methods import SynthesisContext, resolve_config, synthesize
 from ddkit.methods.base import check_method_extras
