@@ -2,6 +2,7 @@ from dataclasses import replace
 
 import pytest
 
+from ddkit.errors import DDKitError
 from ddkit.evaluate import load_eval_preset
 from ddkit.presets import preset_names
 
@@ -62,3 +63,24 @@ def test_imagenet_soft_presets_follow_sre2l_and_prisms_scripts():
     for preset in (sre2l, prism):
         t = preset.train
         assert (t.optimizer, t.lr, t.weight_decay, t.schedule, t.epochs, t.mix) == ("adamw", 0.001, 0.01, "cosine", 300, "cutmix")
+
+
+def test_a_run_sets_the_teacher_which_names_and_fingerprints_the_preset():
+    shipped = load_eval_preset("imagenet-soft")
+    ours = load_eval_preset("imagenet-soft", teacher="convnet-bn+resnet")
+    assert ours.name == "imagenet-soft@convnet-bn+resnet" and ours.teacher == "convnet-bn+resnet"
+    assert ours.fingerprint != shipped.fingerprint
+    assert load_eval_preset("imagenet-soft", teacher="tv-resnet18") == shipped
+    assert load_eval_preset("imagenet-hard", teacher="convnet-bn") == load_eval_preset("imagenet-hard")  # no teacher to set
+
+
+def test_a_preset_loads_from_a_yaml_file(tmp_path):
+    path = tmp_path / "my-protocol.yaml"
+    path.write_text("description: mine\nstudent: {name: mlp}\ntrain: {epochs: 2, augmentation: none}\nseeds: [0, 1, 2]\n")
+    preset = load_eval_preset(str(path))
+    assert preset.name == "my-protocol" and preset.train.epochs == 2 and preset.student.name == "mlp"
+    with pytest.raises(DDKitError, match="evaluation preset file .*missing.yaml does not exist"):
+        load_eval_preset(str(tmp_path / "missing.yaml"))
+    path.write_text("description: mine\nstudent: {name: mlp}\ntrain: {epochs: 2, mix_prob: 3}\n")
+    with pytest.raises(DDKitError, match="evaluation preset .*my-protocol.yaml: .*mix_prob must lie in"):
+        load_eval_preset(str(path))
