@@ -142,3 +142,17 @@ def test_guided_diffusion_from_the_command_line(tmp_path, cli):
     printed = cli.ok("evaluate", str(out), "--preset", "hard-dsa-quick", "--fidelity", "mlp",
                      "--cache", str(tmp_path / "cache"), "--dataset.train_per_class=20")
     assert "fidelity" in printed and (out / "fidelity" / "mlp.json").exists()
+
+
+def test_evaluate_with_a_preset_file_and_students_with_options(tmp_path, cli):
+    out = tmp_path / "set"
+    cli.ok("synthesize", "random", "--ipc", "1", "--out", str(out), "--dataset.train_per_class=5")
+    preset = tmp_path / "tiny-hard.yaml"
+    preset.write_text("description: one epoch\nstudent: {name: mlp}\n"
+                      "train: {epochs: 1, batch_size: 8, augmentation: none, mix: cutmix}\nseeds: [0]\ntest_subset: 200\n")
+    printed = cli.ok("evaluate", str(out), "--preset", str(preset), "--students", "convnet(width=8,depth=2),mlp(hidden=[16, 8])")
+    assert "convnet(depth=2,width=8)" in printed and "mlp(hidden=[16, 8])" in printed
+    folders = sorted(p.parent.name for p in (out / "eval" / "tiny-hard").glob("*/summary.json"))
+    assert folders == ["convnet_depth=2_width=8_", "mlp_hidden=_16_8_"]
+    code, text = cli("evaluate", str(out), "--preset", str(preset), "--students", "convnet(dpth=2)")
+    assert code == 2 and "unknown option 'dpth' for model 'convnet'" in text and "Traceback" not in text

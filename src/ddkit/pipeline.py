@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from rich.progress import Progress
@@ -29,13 +29,13 @@ from ddkit.data.distilled import matching_set
 from ddkit.data.images import DataSplits
 from ddkit.diffusion.train import PriorPool
 from ddkit.evaluate import evaluate_set, load_eval_preset
-from ddkit.evaluate.presets import eval_preset_path
 from ddkit.evaluate.diversity import measure_diversity
 from ddkit.evaluate.fidelity import measure_fidelity
+from ddkit.evaluate.presets import eval_preset_path
 from ddkit.locks import exclusive
 from ddkit.methods import SynthesisContext, resolve_config, synthesize
 from ddkit.methods.base import check_method_extras
-from ddkit.models import parse_model_spec
+from ddkit.models import model_spec
 from ddkit.models.teachers import TeacherPool
 from ddkit.presets import preset_path
 from ddkit.report import write_report
@@ -51,7 +51,8 @@ class RunConfig:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     ipcs: list[int] = field(default_factory=lambda: [1, 10])
     eval_presets: list[str] = field(default_factory=lambda: ["hard-dsa-quick"])
-    students: list[str] = field(default_factory=list)  # empty: each preset's own student; "name(key=value,...)" sets options
+    # empty: each preset's own student; "name(key=value,...)" or {name, options} sets options
+    students: list[Union[str, dict[str, Any]]] = field(default_factory=list)
     eval_teacher: Optional[str] = None  # replaces the teacher of every soft-label eval preset (e.g. tv-resnet50)
     diversity_extractors: list[str] = field(default_factory=list)  # teachers used only to measure diversity
     fidelity_extractors: list[str] = field(default_factory=list)  # teachers used only for PRDC/FID/KID vs test
@@ -71,7 +72,7 @@ class RunConfig:
         for preset in self.eval_presets:
             eval_preset_path(preset)
         for student in self.students:
-            parse_model_spec(student)
+            model_spec(student)
 
 
 def load_run_config(name_or_path: str, overrides: Optional[dict[str, Any]] = None) -> RunConfig:
@@ -131,7 +132,7 @@ def _run_pipeline(
 ) -> Path:
     splits = load_dataset(config.dataset)
     teachers = TeacherPool(splits, cache_dir, progress, device, config.teacher_weights)
-    students = [parse_model_spec(name) for name in config.students] or None
+    students = [model_spec(entry) for entry in config.students] or None
     presets = [load_eval_preset(name, config.eval_teacher) for name in config.eval_presets]
     for method in config.methods:
         for ipc in config.ipcs:

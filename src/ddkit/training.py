@@ -85,6 +85,9 @@ class TrainRecipe:
     weight_decay: float = 5e-4
     schedule: Literal["step-half", "cosine", "onecycle", "constant", "multistep"] = "step-half"  # multistep: IDC's ×0.2 at 2/3 and 5/6
     epochs: int = 300
+    # IDC's epoch table (argument.py ipc_epoch): a set of k images per class trains for the epochs of
+    # the smallest key >= k; a larger set for `epochs`
+    epochs_by_ipc: dict[int, int] = field(default_factory=dict, metadata=ADDED_OPTION)
     steps: int = field(default=0, metadata=ADDED_OPTION)  # > 0: this many optimiser steps (whole epochs, rounded up), any set size
     batch_size: int = 256
     augmentation: str = "dsa"
@@ -99,11 +102,17 @@ class TrainRecipe:
             raise ValueError("epochs, batch_size and lr must be positive")
         if not 0 <= self.mix_prob <= 1 or self.mix_beta <= 0:
             raise ValueError("mix_prob must lie in [0, 1] and mix_beta be positive")
+        if any(k < 1 or v < 1 for k, v in self.epochs_by_ipc.items()):
+            raise ValueError("epochs_by_ipc maps images per class (at least 1) to epochs (at least 1)")
         AUGMENTATIONS.get(self.augmentation)
 
-    def epochs_for(self, images: int) -> int:
-        """Epochs over a set of `images`: `epochs`, or enough whole epochs for `steps` steps."""
-        return math.ceil(self.steps / math.ceil(images / self.batch_size)) if self.steps else self.epochs
+    def epochs_for(self, images: int, classes: int = 1) -> int:
+        """Epochs over a set of `images` in `classes` classes: enough whole epochs for `steps` steps,
+        the `epochs_by_ipc` entry for its images per class, or `epochs`."""
+        if self.steps:
+            return math.ceil(self.steps / math.ceil(images / self.batch_size))
+        ipc = math.ceil(images / classes)
+        return next((self.epochs_by_ipc[k] for k in sorted(self.epochs_by_ipc) if ipc <= k), self.epochs)
 
 
 def make_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
@@ -190,7 +199,7 @@ def fit(
     optimizer = make_optimizer(model, recipe)
     generator = torch.Generator().manual_seed(seed)
     batches_per_epoch = math.ceil(len(data) / recipe.batch_size)
-    epochs = recipe.epochs_for(len(data))
+    epochs = recipe.epochs_for(len(data), data.num_classes)
     total = batches_per_epoch * epochs
     start_epoch = _resume(checkpoint, model, optimizer, generator, world) if checkpoint else 0
     curves = curves if curves and world.is_main else CurveLog()

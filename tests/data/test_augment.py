@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ddkit.data.augment import AUGMENTATIONS, DSA_GROUPS
+from ddkit.data.augment import AUGMENTATIONS, DSA_GROUPS, colour_jitter, pca_lighting
 
 STATS = ((0.2861,), (0.3530,))
 
@@ -20,3 +20,19 @@ def test_every_dsa_group_changes_images(tiny):
     x = tiny.train.images[:8]
     for group in DSA_GROUPS:
         assert not torch.allclose(group(x, torch.Generator().manual_seed(0)), x), group.__name__
+
+
+def test_idc_colour_jitter_and_lighting():
+    grey = torch.full((4, 3, 8, 8), 0.5)
+    jittered = colour_jitter(grey, torch.Generator().manual_seed(0))
+    # brightness scales a grey image, contrast and saturation leave it as it is: still grey, per image
+    assert torch.allclose(jittered, jittered[:, :1].expand_as(jittered)) and not torch.allclose(jittered, grey)
+    assert ((jittered - 0.5).abs() <= 0.5 * 0.4 + 1e-6).all()
+    red = torch.zeros(64, 3, 4, 4)
+    red[:, 0] = 1.0
+    orders = colour_jitter(red, torch.Generator().manual_seed(1))
+    assert len({round(v, 4) for v in orders[:, 1, 0, 0].tolist()}) > 32  # per-image factors and orders
+    lit = pca_lighting(grey, torch.Generator().manual_seed(0))
+    shift = lit - grey
+    assert torch.allclose(shift, shift[:, :, :1, :1].expand_as(shift)) and shift.abs().max() < 0.2  # one RGB shift per image
+    assert torch.equal(pca_lighting(grey[:, :1], torch.Generator()), grey[:, :1])  # RGB only

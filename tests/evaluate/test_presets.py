@@ -2,6 +2,7 @@ from dataclasses import replace
 
 import pytest
 
+from ddkit.errors import DDKitError
 from ddkit.evaluate import load_eval_preset
 from ddkit.presets import preset_names
 
@@ -35,3 +36,51 @@ def test_soft_set_mirrors_soft_kd_without_a_teacher():
     assert (soft_set.student, soft_set.train, soft_set.temperature) == (soft_kd.student, soft_kd.train, soft_kd.temperature)
     with pytest.raises(ValueError, match="soft-set learns from the set's own soft labels; remove the teacher"):
         replace(soft_set, teacher="convnet-bn")
+
+
+def test_imagenet_hard_is_idcs_recipe_with_its_epoch_table_per_class_count():
+    preset = load_eval_preset("imagenet-hard")
+    assert preset.student.options == {"width": 128, "depth": 6, "norm": "instance"} and preset.labels == "hard"
+    t = preset.train
+    assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.schedule, t.batch_size, t.augmentation, t.mix, t.mix_prob) == (
+        "sgd", 0.01, 0.9, 5e-4, "multistep", 64, "idc", "cutmix", 1.0)
+    assert [t.epochs_for(ipc * 10, 10) for ipc in (1, 10, 50, 100, 1000)] == [3000, 2000, 1500, 1000, 300]
+    hundred = load_eval_preset("imagenet-hard-100").train
+    assert [hundred.epochs_for(ipc * 100, 100) for ipc in (1, 10, 50, 100, 1000)] == [2000, 1300, 1000, 600, 200]
+    full = load_eval_preset("imagenet-hard-1k").train
+    assert (full.lr, full.weight_decay, full.batch_size) == (0.1, 1e-4, 128)
+    assert [full.epochs_for(ipc * 1000, 1000) for ipc in (1, 10, 50)] == [3000, 2000, 1500]
+
+
+def test_imagenet_soft_presets_follow_sre2l_and_prisms_scripts():
+    sre2l, prism = load_eval_preset("imagenet-soft"), load_eval_preset("imagenet-soft-prism")
+    assert sre2l.student.name == prism.student.name == "torchvision:resnet18"
+    assert (sre2l.teacher, sre2l.temperature, sre2l.loss, sre2l.train.batch_size, sre2l.train.augmentation) == (
+        "tv-resnet18", 20.0, "kl", 1024, "rrc-flip-wide")
+    assert prism.teacher == "tv-resnet18+tv-mobilenet-v2+tv-alexnet+tv-shufflenet-v2-x0-5"
+    assert (prism.loss, prism.ce_weight, prism.ensemble_rescale, prism.train.batch_size, prism.train.augmentation) == (
+        "mse-ce", 0.1, "per-batch", 50, "rrc-flip")
+    for preset in (sre2l, prism):
+        t = preset.train
+        assert (t.optimizer, t.lr, t.weight_decay, t.schedule, t.epochs, t.mix) == ("adamw", 0.001, 0.01, "cosine", 300, "cutmix")
+
+
+def test_a_run_sets_the_teacher_which_names_and_fingerprints_the_preset():
+    shipped = load_eval_preset("imagenet-soft")
+    ours = load_eval_preset("imagenet-soft", teacher="convnet-bn+resnet")
+    assert ours.name == "imagenet-soft@convnet-bn+resnet" and ours.teacher == "convnet-bn+resnet"
+    assert ours.fingerprint != shipped.fingerprint
+    assert load_eval_preset("imagenet-soft", teacher="tv-resnet18") == shipped
+    assert load_eval_preset("imagenet-hard", teacher="convnet-bn") == load_eval_preset("imagenet-hard")  # no teacher to set
+
+
+def test_a_preset_loads_from_a_yaml_file(tmp_path):
+    path = tmp_path / "my-protocol.yaml"
+    path.write_text("description: mine\nstudent: {name: mlp}\ntrain: {epochs: 2, augmentation: none}\nseeds: [0, 1, 2]\n")
+    preset = load_eval_preset(str(path))
+    assert preset.name == "my-protocol" and preset.train.epochs == 2 and preset.student.name == "mlp"
+    with pytest.raises(DDKitError, match="evaluation preset file .*missing.yaml does not exist"):
+        load_eval_preset(str(tmp_path / "missing.yaml"))
+    path.write_text("description: mine\nstudent: {name: mlp}\ntrain: {epochs: 2, mix_prob: 3}\n")
+    with pytest.raises(DDKitError, match="evaluation preset .*my-protocol.yaml: .*mix_prob must lie in"):
+        load_eval_preset(str(path))

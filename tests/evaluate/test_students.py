@@ -143,3 +143,24 @@ def test_the_parallel_mode_spreads_small_sets_and_trains_large_ones_over_all_ran
         parallel_mode("ddp", stored, 10, pair)
     with pytest.raises(DDKitError, match="unknown parallel mode 'fast'; choose one of: auto, spread, ddp"):
         parallel_mode("fast", hard, 10, pair)
+
+
+def test_prisms_cross_entropy_is_on_each_images_own_label_under_cutmix():
+    teacher = torch.nn.Linear(4, 3)
+    x, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    batch = Batch(x, torch.arange(5), 0, (torch.tensor([4, 3, 2, 1, 0]), 0.3))
+    expected = 0.1 * torch.nn.functional.cross_entropy(teacher(x), labels)
+    assert torch.isclose(mse_ce_loss(teacher, labels, 0.1)(teacher(x), batch), expected)
+
+
+def test_imagenet_soft_prism_runs_with_a_per_batch_rescaled_ensemble_a_run_sets(tiny, tiny_teacher_loader, tmp_path):
+    from ddkit.models.teachers import TeacherPool
+
+    distilled = synthesize("random", {}, SynthesisContext(tiny, 2, 0, tiny_teacher_loader))
+    pool = TeacherPool(tiny)
+    pool._loaded = {n: tiny_teacher_loader(n) for n in ("convnet-bn", "resnet", "mobilenet")}
+    preset = load_eval_preset("imagenet-soft-prism", teacher="convnet-bn+resnet+mobilenet")
+    preset = replace(preset, train=replace(preset.train, epochs=1), seeds=[0], student=ModelSpec("resnet-ap", {"width": 8}))
+    (summary,) = evaluate_set(distilled, preset, tiny, tmp_path, None, pool)
+    assert summary.preset == "imagenet-soft-prism@convnet-bn+resnet+mobilenet"
+    assert summary.teacher.count("+") == 2 and summary.teacher.endswith("(per-batch rescale)") and 0 <= summary.mean <= 100

@@ -68,3 +68,30 @@ def test_dc_stem_pads_grayscale_inputs_to_32_pixels():
     model = build_model(ModelSpec("convnet", {"dc_stem": True}), 10, (1, 28, 28), (0.3,), (0.35,))
     assert model.body.features[0].padding == (3, 3) and model.body.head.in_features == 128 * 4 * 4
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("name, options", [("resnet-ap", {}), ("resnet-idc", {}), ("resnet-ap", {"depth": 18, "width": 16}),
+                                           ("convnet", {"depth": 5})])
+def test_idc_students_train_a_step_at_32_and_64_px(name, options, size):
+    model = build_model(ModelSpec(name, options), 10, (3, size, size), (0.5,) * 3, (0.25,) * 3, seed=0)
+    logits = model(torch.rand(2, 3, size, size))
+    assert logits.shape == (2, 10)
+    logits.logsumexp(1).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert all(n.num_groups == n.num_channels for n in model.modules() if isinstance(n, torch.nn.GroupNorm))
+
+
+def test_idc_stems_follow_the_resolution_as_the_reference():
+    def stem(name, size):
+        return [type(m).__name__ for m in build_model(ModelSpec(name), 10, (3, size, size), (0.5,) * 3, (0.25,) * 3).body.features[:4]]
+
+    assert stem("resnet-ap", 224) == ["Conv2d", "GroupNorm", "ReLU", "AvgPool2d"]
+    assert stem("resnet-idc", 224) == stem("resnet-idc", 128) == ["Conv2d", "GroupNorm", "ReLU", "MaxPool2d"]
+    ap = build_model(ModelSpec("resnet-ap"), 10, (3, 224, 224), (0.5,) * 3, (0.25,) * 3)
+    assert all(m.stride == (1, 1) for m in ap.modules() if isinstance(m, torch.nn.Conv2d))  # ResNetAP only pools
+    resnet18 = build_model(ModelSpec("resnet-idc"), 10, (3, 224, 224), (0.5,) * 3, (0.25,) * 3)
+    assert resnet18.body.features[0].kernel_size == (7, 7) and resnet18.body.features[0].stride == (2, 2)
+    assert sum(p.numel() for p in resnet18.parameters()) == 11_181_642  # torchvision's ResNet-18 with 10 classes
+    conv = resnet18.body.features[0]  # IDC's init: std sqrt(2 / fan-out) = sqrt(2 / (7·7·64)) ≈ 0.0253
+    assert abs(conv.weight.std().item() - (2 / (7 * 7 * 64)) ** 0.5) < 0.002

@@ -35,7 +35,7 @@ def make_tree(root, wnids, size, train=3, val=1):
 def quick_copy(name, tmp_path, **train):
     """The shipped protocol with one epoch and one seed: the same labels, loss, teacher and mixing."""
     data = yaml.safe_load(eval_preset_path(name).read_text())
-    data["train"].update({"epochs": 1, **train})
+    data["train"].update({"epochs": 1, "epochs_by_ipc": {}, **train})
     data["seeds"] = [0]
     path = tmp_path / f"{name}-tiny.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -52,3 +52,14 @@ def test_recorded_labels_replay_the_students_batches(tiny, tiny_teacher_loader, 
             assert (chosen >= probs.max(1).values - 0.005).all()  # top-1 up to quantisation ties
             top = probs.topk(3, dim=1)
             assert torch.allclose(target.gather(1, top.indices), top.values, atol=0.005)
+
+
+def test_per_batch_rescale_is_prisms_released_relabel():
+    logits = [torch.randn(6, 10) * 5, torch.randn(6, 10) + 2]
+    stacked = torch.stack(logits)
+    norm = torch.norm(stacked, dim=[1, 2], keepdim=True)  # generate_soft_label_r18.py, verbatim
+    assert torch.allclose(rescale_to_common_norm(logits, "per-batch"), (stacked / norm * norm.mean(0, keepdim=True)).mean(0))
+    # per-batch labels depend on the other images of the batch; per-image ones do not
+    first = [z[:3] for z in logits]
+    assert torch.allclose(rescale_to_common_norm(first), rescale_to_common_norm(logits)[:3])
+    assert not torch.allclose(rescale_to_common_norm(first, "per-batch"), rescale_to_common_norm(logits, "per-batch")[:3])

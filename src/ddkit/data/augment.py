@@ -159,15 +159,33 @@ IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
 IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 
 
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """Luma (ITU-R 601 weights, as IDC's Grayscale) on every channel; a 1-channel image is its own grey."""
+    if x.shape[1] != 3:
+        return x
+    weights = torch.tensor((0.299, 0.587, 0.114), dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True).expand_as(x)
+
+
+# IDC's three jitters (misc/utils.py Brightness, Contrast, Saturation): each moves the image towards
+# a target, img.lerp(target, α) with α uniform in ±strength.
+JITTER_TARGETS = (
+    torch.zeros_like,  # brightness: towards black
+    lambda x: _grey(x).mean(dim=(1, 2, 3), keepdim=True).expand_as(x),  # contrast: towards the mean grey
+    _grey,  # saturation: towards the image's own grey
+)
+
+
 def colour_jitter(x: torch.Tensor, generator: torch.Generator, strength: float = 0.4) -> torch.Tensor:
-    """Per-image brightness, contrast and saturation factors uniform in [1 − s, 1 + s] (fixed order)."""
+    """IDC's ColorJitter: brightness, contrast and saturation, each image in its own random order."""
     n = x.shape[0]
-    factor = lambda: _uniform(n, generator, 1 - strength, 1 + strength).view(n, 1, 1, 1).to(x)  # noqa: E731
-    x = x * factor()
-    grey = x.mean(dim=1, keepdim=True)
-    x = (x - grey.mean(dim=(2, 3), keepdim=True)) * factor() + grey.mean(dim=(2, 3), keepdim=True)
-    grey = x.mean(dim=1, keepdim=True)
-    return (x - grey) * factor() + grey
+    order = torch.stack([torch.randperm(len(JITTER_TARGETS), generator=generator) for _ in range(n)])
+    for position in range(len(JITTER_TARGETS)):
+        alpha = _uniform(n, generator, -strength, strength).view(n, 1, 1, 1).to(x)
+        for op, target in enumerate(JITTER_TARGETS):
+            chosen = (order[:, position] == op).view(n, 1, 1, 1)
+            x = torch.where(chosen, torch.lerp(x, target(x), alpha), x)
+    return x
 
 
 def pca_lighting(x: torch.Tensor, generator: torch.Generator, alpha_std: float = 0.1) -> torch.Tensor:
@@ -180,6 +198,7 @@ def pca_lighting(x: torch.Tensor, generator: torch.Generator, alpha_std: float =
 
 @AUGMENTATIONS.register("idc")
 def idc_augmentation(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
-    """IDC's ImageNet-subset training augmentation: random-resized crop (area 50-100 %), flip,
-    colour jitter 0.4 and PCA lighting 0.1 (its CutMix is the recipe's `mix`)."""
-    return pca_lighting(colour_jitter(crop_flip(x, generator, min_area=0.5), generator), generator).clamp(0, 1)
+    """IDC's ImageNet-subset training augmentation (data.py transform_imagenet): random-resized crop
+    (area 50-100 %), flip, colour jitter 0.4 and PCA lighting 0.1 (its CutMix is the recipe's `mix`).
+    Not clipped to [0, 1]: IDC jitters after ToTensor and normalises what comes out."""
+    return pca_lighting(colour_jitter(crop_flip(x, generator, min_area=0.5), generator), generator)

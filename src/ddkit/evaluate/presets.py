@@ -29,6 +29,8 @@ class EvalPreset:
     # soft-set: the set's own per-image soft labels (e.g. imported from another tool's relabel), no teacher
     labels: Literal["hard", "soft-online", "soft-stored", "soft-set"] = "hard"
     teacher: Optional[str] = None  # teacher recipe for soft labels, or an ensemble "a+b+c"; part of the preset
+    # how an ensemble's logits are put on one scale before averaging (ddkit.models.ensemble)
+    ensemble_rescale: Literal["per-image", "per-batch"] = field(default="per-image", metadata=ADDED_OPTION)
     temperature: float = 4.0
     loss: Literal["kl", "mse-ce"] = "kl"  # soft labels: KL at T, or MSE to the logits + ce_weight·CE (PRISM's recipe)
     ce_weight: float = 0.1

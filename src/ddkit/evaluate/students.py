@@ -20,7 +20,7 @@ import logging
 import re
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal, Optional, get_args
 
@@ -40,10 +40,11 @@ from ddkit.errors import DDKitError
 from ddkit.evaluate.presets import EvalPreset
 from ddkit.locks import exclusive
 from ddkit.models import ModelSpec, build_model
+from ddkit.models.ensemble import EnsembleModel
 from ddkit.models.teachers import Teacher
 from ddkit.relabel import StoredLabels, record_soft_labels
 from ddkit.runs import atomic_write_json, check_writable, read_json
-from ddkit.training import Batch, LossFn, accuracy, fit, mixed_cross_entropy
+from ddkit.training import Batch, LossFn, accuracy, fit
 
 TeacherLoader = Callable[[str], Teacher]
 Parallel = Literal["auto", "spread", "ddp"]
@@ -79,12 +80,14 @@ def kd_loss(teacher: nn.Module, temperature: float) -> LossFn:
 
 
 def mse_ce_loss(teacher: nn.Module, labels: torch.Tensor, ce_weight: float) -> LossFn:
-    """PRISM's evaluation loss: MSE to the teacher's logits + ce_weight · CE on the set's labels."""
+    """PRISM's evaluation loss: MSE to the teacher's logits + ce_weight · CE on the set's labels.
+    The CE is on each image's own label even in a CutMix batch, as PRISM's train_FKD_parallel.py
+    (`partial_target`): the teacher's logits of the mixed image carry the mixing."""
 
     def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             target = teacher(batch.x)
-        return F.mse_loss(logits, target) + ce_weight * mixed_cross_entropy(logits, labels, batch)
+        return F.mse_loss(logits, target) + ce_weight * F.cross_entropy(logits, labels[batch.index])
 
     return loss
 
@@ -105,6 +108,14 @@ def set_kd_loss(soft_labels: torch.Tensor, temperature: float) -> LossFn:
 def _kl(logits: torch.Tensor, target_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
     student = F.log_softmax(logits / temperature, dim=1)
     return F.kl_div(student, target_log_probs, log_target=True, reduction="batchmean") * temperature**2
+
+
+def rescaled(teacher: Teacher, rescale: str) -> Teacher:
+    """`teacher`, with an ensemble's logits put on one scale the preset's way (ddkit.models.ensemble)."""
+    if not isinstance(teacher.model, EnsembleModel) or teacher.model.rescale == rescale:
+        return teacher
+    model = EnsembleModel(list(teacher.model.members), rescale).eval()
+    return replace(teacher, model=model, info=teacher.info | {"key": f"{teacher.label} ({rescale} rescale)"}, feature_cache={})
 
 
 def scoring_split(preset: EvalPreset, splits: DataSplits) -> ImageSet:
@@ -206,6 +217,7 @@ def _evaluate_set(
     teacher = teacher_loader(preset.teacher) if preset.uses_teacher and teacher_loader else None
     if preset.uses_teacher and teacher is None:
         raise ValueError("soft-label presets need a teacher loader")
+    teacher = teacher and rescaled(teacher, preset.ensemble_rescale)
     data = distilled.as_image_set()
     scored = scoring_split(preset, splits)
     shifted = shifted_sets(scored, preset.shifts)

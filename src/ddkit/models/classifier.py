@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
+import yaml
 from torch import nn
 
 from ddkit.errors import DDKitError
@@ -33,11 +34,13 @@ class ModelSpec:
 
 
 def parse_model_spec(text: str) -> ModelSpec:
-    """`name` or `name(key=value,...)` (values read as YAML), e.g. `convnet(depth=6,norm=instance)`."""
-    import yaml
+    """`name` or `name(key=value,...)`, e.g. `convnet(depth=6,norm=instance)`: the form `ModelSpec.label()`
+    prints. Values read as YAML with ddkit's scalars (`6`, `1e-3`, `[16, 8]`); `weights=` sets an
+    external model's weights. Unknown models and options are errors here, before anything trains."""
+    from ddkit.config import parse_yaml
 
     text = text.strip()
-    match = re.fullmatch(r"([^()\s]+)(?:\((.*)\))?", text)
+    match = re.fullmatch(r"([^()\s]+)(?:\((.*)\))?", text, re.DOTALL)
     if not match or not match.group(1):
         raise DDKitError(f"student {text!r} must look like name or name(key=value,...)")
     options = {}
@@ -46,10 +49,28 @@ def parse_model_spec(text: str) -> ModelSpec:
         if not sep or not key.strip():
             raise DDKitError(f"student {text!r}: option {part!r} must look like key=value")
         try:
-            options[key.strip()] = yaml.safe_load(raw)
+            options[key.strip()] = parse_yaml(raw)
         except yaml.YAMLError:
             raise DDKitError(f"student {text!r}: {raw!r} is not a valid value") from None
-    return ModelSpec(match.group(1), options)
+    weights = options.pop("weights", None)
+    return checked_spec(ModelSpec(match.group(1), options, None if weights is None else str(weights)))
+
+
+def model_spec(entry: str | dict[str, Any]) -> ModelSpec:
+    """A run's student: the text form above, or a mapping {name, options, weights}."""
+    if isinstance(entry, str):
+        return parse_model_spec(entry)
+    if "name" not in entry or set(entry) - {"name", "options", "weights"} or not isinstance(entry.get("options", {}), dict):
+        raise DDKitError(f"student {entry!r}: a mapping needs 'name' and may have 'options' (a mapping) and 'weights'")
+    weights = entry.get("weights")
+    return checked_spec(ModelSpec(str(entry["name"]), dict(entry.get("options", {})), None if weights is None else str(weights)))
+
+
+def checked_spec(spec: ModelSpec) -> ModelSpec:
+    """`spec`, once its architecture and option names are known to exist."""
+    if not spec.name.startswith(EXTERNAL_PREFIXES):
+        _check_options(spec, MODELS.get(spec.name))
+    return spec
 
 
 def split_top_level(text: str) -> list[str]:

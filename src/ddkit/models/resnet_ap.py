@@ -6,12 +6,17 @@ Kim et al., "Dataset Condensation via Efficient Synthetic-Data Parameterization"
 - `resnet-ap` (ResNetAP-10 by default): a ResNet whose downsampling is 2×2 average pooling after
   a stride-1 convolution (blocks and shortcuts), with IDC's stem for its input size: 7×7 conv +
   4×4 average pool above 128 px, 3×3 conv + 2×2 pool above 64 px, 3×3 conv alone below.
-- `resnet-idc` (ResNet-18 by default): the same stems and widths, strided convolutions instead.
-Both use instance norm (GroupNorm, one group per channel) as the tables do, and global average
-pooling before the classifier (IDC's fixed 7×7 pool equals it at 224 px and breaks elsewhere).
+- `resnet-idc` (ResNet-18 by default): IDC's `models/resnet.py`, strided convolutions, with its
+  stem for the input size: 7×7 conv at stride 2 + 3×3 max pool at stride 2 above 128 px (the
+  torchvision stem), 3×3 conv + that max pool above 64 px, 3×3 conv alone below.
+Both use instance norm (GroupNorm, one group per channel) as the tables do, IDC's initialisation
+(He-normal over each conv's fan-out), and global average pooling before the classifier (IDC's
+`avg_pool2d(x, x.shape[-1])`).
 """
 
 from __future__ import annotations
+
+import math
 
 from torch import nn
 
@@ -41,17 +46,27 @@ class Block(nn.Module):
         return (self.body(x) + self.shortcut(x)).relu()
 
 
+def idc_stem(in_channels: int, width: int, image_size: int, norm: str, pool: bool) -> list[nn.Module]:
+    """IDC's `IntroBlock`: how much it downsamples depends on the input size (÷4 above 128 px,
+    ÷2 above 64 px, none below). ResNetAP average-pools after a stride-1 conv; ResNet strides its
+    7×7 conv and max-pools, as torchvision's ResNet."""
+    large = image_size > 128
+    if image_size <= 64:
+        downsample: list[nn.Module] = []
+    elif pool:
+        downsample = [nn.AvgPool2d(4 if large else 2)]
+    else:
+        downsample = [nn.MaxPool2d(3, 2, 1)]
+    conv = _conv(in_channels, width, 7, 1 if pool else 2) if large else _conv(in_channels, width, 3)
+    return [conv, norm_layer(norm, width), nn.ReLU(inplace=True), *downsample]
+
+
 class IDCResNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int, image_size: int, depth: int, width: int, norm: str, pool: bool) -> None:
         super().__init__()
         if depth not in STAGES:
             raise ValueError(f"depth must be one of {sorted(STAGES)}, got {depth}")
-        if image_size > 128:
-            stem = [_conv(in_channels, width, 7), norm_layer(norm, width), nn.ReLU(inplace=True), nn.AvgPool2d(4)]
-        elif image_size > 64:
-            stem = [_conv(in_channels, width, 3), norm_layer(norm, width), nn.ReLU(inplace=True), nn.AvgPool2d(2)]
-        else:
-            stem = [_conv(in_channels, width, 3), norm_layer(norm, width), nn.ReLU(inplace=True)]
+        stem = idc_stem(in_channels, width, image_size, norm, pool)
         blocks, cin = [], width
         for stage, count in enumerate(STAGES[depth]):
             cout = width * 2**stage
@@ -60,6 +75,10 @@ class IDCResNet(nn.Module):
                 cin = cout
         self.features = nn.Sequential(*stem, *blocks)
         self.head = nn.Linear(cin, num_classes)
+        for module in self.modules():  # IDC's init: N(0, 2 / fan-out) for every conv
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+                nn.init.normal_(module.weight, 0, math.sqrt(2 / fan_out))
 
     def embed(self, x):
         return self.features(x).mean(dim=(2, 3))

@@ -120,7 +120,7 @@ def record_soft_labels(
     teacher.eval()
     device = module_device(teacher)
     k = min(top_k, data.num_classes)
-    epochs = recipe.epochs_for(len(data))
+    epochs = recipe.epochs_for(len(data), data.num_classes)
     values = torch.zeros(epochs, len(data), k)
     indices = torch.zeros(epochs, len(data), k, dtype=torch.int64)
     generator = torch.Generator().manual_seed(seed)
