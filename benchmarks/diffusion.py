@@ -47,13 +47,14 @@ VARIANTS = {
     "dap": ("dap", {}),
     "dap+manifold": ("dap", {"project": True}),
     # The released code's sampler (DiT gaussian_diffusion, 50 DDPM steps, CFG 4) and guidance:
-    # MGD3's step λ·std_t(m − x̂₀) for t > 25 of 50 (24 steps), ManifoldGD's tree modes and the
-    # pull toward the plane of a 300-point noised cloud (K 12, d 3) in place of our projection.
+    # MGD3's step λ·std_t(m − x̂₀) for t > 25 of 50 (24 steps), ManifoldGD's bisecting leaves and
+    # the pull toward the plane of a 300-point noised cloud (K 12, d 3, radius 2r → r over the
+    # first 5 steps) in place of our projection.
     "diffusion-ddpm": ("diffusion", {"sampler": {"scheduler": "ddpm", "cfg_scale": 4.0}}),
     "mgd3-reference": ("mgd3", {"sampler": {"scheduler": "ddpm", "cfg_scale": 4.0}, "mode_step": "ddpm-std",
                                 "mode_window": [0.0, 0.48]}),
     "manifoldgd-reference": ("manifoldgd", {"sampler": {"scheduler": "ddpm", "cfg_scale": 4.0}, "mode_step": "ddpm-std",
-                                            "mode_window": [0.0, 0.48], "mode_level": "tree", "project": False,
+                                            "mode_window": [0.0, 0.48], "project": False,
                                             "manifold_scale": 0.1}),
 }
 # DAP choices the paper leaves open, and ManifoldGD's λ under the projection (which shortens the
