@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ddkit.curves import read_rows
 from ddkit.data import DatasetConfig, load_dataset
 from ddkit.data.images import ImageSet
 from ddkit.devices import device_label, resolve_device
@@ -150,6 +151,22 @@ def real_reference_line(out: Path, ipcs: list[int]) -> str:
             parts.append(f"IPC {ipc}: P {ref['precision']:.3f} R {ref['recall']:.3f} D {ref['density']:.3f} "
                          f"C {ref['coverage']:.3f} FID {ref['fid']:.2f}")
     return "; ".join(parts)
+
+
+def projection_norms(out: Path, variant: str = "manifoldgd", ipc: int = 10) -> str:
+    """How much of the mode step ManifoldGD's tangent projection keeps: the per-sample norm of the
+    term before and after the projection, averaged over the guided steps of every work item."""
+    column = "ModeGuidance+projection"
+    rows = [row for path in sorted((out / "sets" / f"{variant}-ipc{ipc}" / "curves" / "guidance").glob("*.csv"))
+            for row in read_rows(path) if f"{column}:raw_norm" in row]
+    if not rows:
+        return f"Projection norms: no {variant} IPC {ipc} curves in {out}."
+    raw = statistics.mean(row[f"{column}:raw_norm"] for row in rows)
+    kept = statistics.mean(row[f"{column}:projected_norm"] for row in rows)
+    ratios = [row[f"{column}:projected_norm"] / row[f"{column}:raw_norm"] for row in rows]
+    return (f"Projection norms ({variant}, IPC {ipc}, {len(rows)} guided steps over all items): mean ‖term‖ "
+            f"before {raw:.4f}, after {kept:.4f}; after / before per step: mean {statistics.mean(ratios):.3f}, "
+            f"min {min(ratios):.3f}, max {max(ratios):.3f}.")
 
 
 def tune(args, device: torch.device) -> str:
@@ -301,7 +318,8 @@ def main() -> None:
         "diverse), real training images in brackets. s / image: synthesis wall time per image in this run, taken "
         "while other jobs shared the machine for some rows; diffusion-speed.md has the interleaved, like-for-like timings.", "",
         accuracy_table(out, presets, ipcs, args.variants), "",
-        f"Real training subsets of the same size, same test sample: {real_reference_line(out, ipcs)}.", ""])
+        f"Real training subsets of the same size, same test sample: {real_reference_line(out, ipcs)}.", "",
+        projection_norms(out), ""])
     print(report)
     if args.write:
         atomic_write_text(Path("benchmarks/results/diffusion.md"), report)

@@ -4,6 +4,7 @@ k-means (ManifoldGD), each returning centres and the members of each centre's cl
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
