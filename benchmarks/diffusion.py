@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ddkit.curves import read_rows
 from ddkit.data import DatasetConfig, load_dataset
 from ddkit.data.images import ImageSet
 from ddkit.devices import device_label, resolve_device
@@ -47,13 +48,14 @@ VARIANTS = {
     "dap": ("dap", {}),
     "dap+manifold": ("dap", {"project": True}),
     # The released code's sampler (DiT gaussian_diffusion, 50 DDPM steps, CFG 4) and guidance:
-    # MGD3's step λ·std_t(m − x̂₀) for t > 25 of 50 (24 steps), ManifoldGD's tree modes and the
-    # pull toward the plane of a 300-point noised cloud (K 12, d 3) in place of our projection.
+    # MGD3's step λ·std_t(m − x̂₀) for t > 25 of 50 (24 steps), ManifoldGD's bisecting leaves and
+    # the pull toward the plane of a 300-point noised cloud (K 12, d 3, radius 2r → r over the
+    # first 5 steps) in place of our projection.
     "diffusion-ddpm": ("diffusion", {"sampler": {"scheduler": "ddpm", "cfg_scale": 4.0}}),
     "mgd3-reference": ("mgd3", {"sampler": {"scheduler": "ddpm", "cfg_scale": 4.0}, "mode_step": "ddpm-std",
                                 "mode_window": [0.0, 0.48]}),
     "manifoldgd-reference": ("manifoldgd", {"sampler": {"scheduler": "ddpm", "cfg_scale": 4.0}, "mode_step": "ddpm-std",
-                                            "mode_window": [0.0, 0.48], "mode_level": "tree", "project": False,
+                                            "mode_window": [0.0, 0.48], "project": False,
                                             "manifold_scale": 0.1}),
 }
 # DAP choices the paper leaves open, and ManifoldGD's λ under the projection (which shortens the
@@ -149,6 +151,22 @@ def real_reference_line(out: Path, ipcs: list[int]) -> str:
             parts.append(f"IPC {ipc}: P {ref['precision']:.3f} R {ref['recall']:.3f} D {ref['density']:.3f} "
                          f"C {ref['coverage']:.3f} FID {ref['fid']:.2f}")
     return "; ".join(parts)
+
+
+def projection_norms(out: Path, variant: str = "manifoldgd", ipc: int = 10) -> str:
+    """How much of the mode step ManifoldGD's tangent projection keeps: the per-sample norm of the
+    term before and after the projection, averaged over the guided steps of every work item."""
+    column = "ModeGuidance+projection"
+    rows = [row for path in sorted((out / "sets" / f"{variant}-ipc{ipc}" / "curves" / "guidance").glob("*.csv"))
+            for row in read_rows(path) if f"{column}:raw_norm" in row]
+    if not rows:
+        return f"Projection norms: no {variant} IPC {ipc} curves in {out}."
+    raw = statistics.mean(row[f"{column}:raw_norm"] for row in rows)
+    kept = statistics.mean(row[f"{column}:projected_norm"] for row in rows)
+    ratios = [row[f"{column}:projected_norm"] / row[f"{column}:raw_norm"] for row in rows]
+    return (f"Projection norms ({variant}, IPC {ipc}, {len(rows)} guided steps over all items): mean ‖term‖ "
+            f"before {raw:.4f}, after {kept:.4f}; after / before per step: mean {statistics.mean(ratios):.3f}, "
+            f"min {min(ratios):.3f}, max {max(ratios):.3f}.")
 
 
 def tune(args, device: torch.device) -> str:
@@ -300,7 +318,8 @@ def main() -> None:
         "diverse), real training images in brackets. s / image: synthesis wall time per image in this run, taken "
         "while other jobs shared the machine for some rows; diffusion-speed.md has the interleaved, like-for-like timings.", "",
         accuracy_table(out, presets, ipcs, args.variants), "",
-        f"Real training subsets of the same size, same test sample: {real_reference_line(out, ipcs)}.", ""])
+        f"Real training subsets of the same size, same test sample: {real_reference_line(out, ipcs)}.", "",
+        projection_norms(out), ""])
     print(report)
     if args.write:
         atomic_write_text(Path("benchmarks/results/diffusion.md"), report)

@@ -1,11 +1,14 @@
 """The sampler and guidance choices of the reference code (DiT's gaussian_diffusion.py as MGD3 and
 ManifoldGD use it): learned variance, unclipped latents, step noise on its own generator."""
 
+import math
+
+import pytest
 import torch
 
 from ddkit.curves import CurveLog, read_rows
 from ddkit.diffusion.guidance import ModeGuidance
-from ddkit.diffusion.manifold import ManifoldPull, TangentProjection
+from ddkit.diffusion.manifold import ManifoldPull, TangentProjection, warm_radius
 from ddkit.diffusion.prior import Condition, load_prior
 from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, make_scheduler, sample, step_std
 
@@ -56,12 +59,29 @@ def test_mode_step_uses_the_ddpm_std_when_asked(unet_prior):
 def test_manifold_pull_moves_toward_the_cloud_plane_and_projection_reports_norms(unet_prior, tmp_path):
     centres = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     cond = Condition(labels=torch.full((2,), 3))
-    pull = ManifoldPull(centres, scale=0.5, window=(0, 1), points=40, neighbours=12, dims=3, radius=0.5)
+    pull = ManifoldPull(centres, scale=0.5, window=(0, 1), points=40, neighbours=12, dims=3, radius=0.5, warm_steps=2)
     projected = TangentProjection(ModeGuidance(centres, 0.5, (0, 1)), [centres[0:1].repeat(20, 1, 1, 1) + 0.1 * torch.randn(20, 1, 8, 8)] * 2,
                                   dims=3, neighbours=12, neighbours_final=8)
     sample(unet_prior, cond, torch.Generator().manual_seed(0), SamplerConfig(steps=4), [pull, projected],
            curves=CurveLog(tmp_path, "item"))
     rows = read_rows(tmp_path / "item.csv")
     assert all(r["ManifoldPull"] > 0 for r in rows)
+    assert [r["ManifoldPull:radius"] for r in rows] == pytest.approx([1.0, 0.5 * (1 + (math.exp(0.5) - 1) / (math.e - 1)), 0.5, 0.5], abs=1e-5)
     raw, kept = [r["ModeGuidance+projection:raw_norm"] for r in rows], [r["ModeGuidance+projection:projected_norm"] for r in rows]
     assert all(0 < k <= r + 1e-6 for r, k in zip(raw, kept))  # a projection never lengthens the step
+
+
+def test_dit_cfg_on_three_channels_keeps_the_fourth_conditional(dit_pipeline_dir):
+    prior = load_prior(dit_pipeline_dir)
+    x, cond = torch.randn(2, 4, 8, 8), Condition(labels=torch.tensor([1, 2]))
+    conditional = prior.model_output(x, 50, cond)
+    everywhere, three = prior.model_output(x, 50, cond, 4.0), prior.model_output(x, 50, cond, 4.0, cfg_channels=3)
+    assert torch.equal(three[:, :3], everywhere[:, :3]) and not torch.allclose(everywhere[:, 3], conditional[:, 3])
+    assert torch.allclose(three[:, 3:], conditional[:, 3:], atol=1e-5)  # the 4th ε channel and the variance: conditional only
+
+
+def test_cloud_radius_warms_down_from_twice_r_as_released():
+    assert warm_radius(0.05, 0, 5, 2.0, "exp") == 0.1
+    assert math.isclose(warm_radius(0.05, 1, 5, 2.0, "exp"), 0.05 * (1 + (math.exp(0.8) - 1) / (math.e - 1)))
+    assert math.isclose(warm_radius(0.05, 2, 5, 2.0, "linear"), 0.05 * 1.6)
+    assert warm_radius(0.05, 5, 5, 2.0, "cosine") == 0.05 == warm_radius(0.05, 0, 5, 1.0, "exp")

@@ -7,7 +7,7 @@ ICML 2025. DAP: "Diffusion As Prior: representativeness-guided dataset distillat
 | paper                                        | here                                             |
 |----------------------------------------------|--------------------------------------------------|
 | m_j, mode of IPC index j                     | `ModeGuidance.modes[j]`                          |
-| λ σ_t (m_j − x̂₀)                             | `scale` × `direction`; σ_t = √(1−ᾱ_t) (`step="noise"`) or, as the released code, the DDPM step's std (`step="ddpm-std"`) |
+| λ σ_t (m_j − x̂₀)                             | `scale` × `direction`; σ_t = √(1−ᾱ_t), or the DDPM step's std (`step="ddpm-std"`, released code) |
 | φ(x_t, t), intermediate layer of the network | `layer_features(prior, layer, ...)`              |
 | x_n, real class samples noised to t          | `KernelGuidance.real`, `per_step` drawn per step |
 | γ ∇_{x_t} (1/N) Σ_n ‖φ(x_t,t) − φ(x_n,t)‖     | `scale` × `direction` (minus the gradient)       |

@@ -21,7 +21,8 @@ step the projection keeps.
 guidance` in diffusion/gaussian_diffusion.py) adds next to mode guidance: ~300 points on spheres
 of radius ≤ r around the mode centre, noised to t; the K = 12 nearest to x_t; their top-d (3)
 principal directions; the unit vector toward that plane, −(I − UUᵀ)(x_t − μ)/‖·‖, weighted by
-tanh(min distance / bandwidth). (Its radius warm-up schedule is not reproduced: r is constant.)
+tanh(min distance / bandwidth). The cloud's radius starts at `max_mult`·r and shrinks to r over
+the first `warm_steps` steps (the released `_adaptive_radius`), then stays r.
 
 An older reading, `variant="released"` of `TangentProjection`,, which differs from the paper:
 the projected term plus the unprojected term plus a pull of x_t toward the PCA plane of the
@@ -30,6 +31,7 @@ neighbour cloud, −(I − UUᵀ)(x_t − centre) σ_t.
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Sequence
 
 import torch
@@ -91,13 +93,26 @@ class TangentProjection(GuidanceTerm):
         return self._norms
 
 
+def warm_radius(radius: float, step: int, warm_steps: int, max_mult: float,
+                schedule: Literal["linear", "cosine", "exp"]) -> float:
+    """The cloud radius at `step` (0 = the first sampling step): r·(1 + (max_mult − 1)·s(p)),
+    p = 1 − step / warm_steps falling from 1 to 0 over the warm-up, s a linear, cosine or
+    exponential ramp, (e^p − 1)/(e − 1); r itself from then on."""
+    if step >= warm_steps or max_mult <= 1:
+        return radius
+    p = 1 - step / warm_steps
+    ramp = {"linear": p, "cosine": 0.5 * (1 + math.cos(math.pi * (1 - p))), "exp": (math.exp(p) - 1) / (math.e - 1)}[schedule]
+    return radius * (1 + (max_mult - 1) * ramp)
+
+
 def noisy_sphere_cloud(centre: torch.Tensor, count: int, radius: float, state: StepState) -> torch.Tensor:
-    """The released code's reference cloud: half the points at radii spaced 0.1 … r, half at
+    """The released code's reference cloud: half the points at radii spaced from 0.1 to r, half at
     uniform radii in [0, r], in random directions around `centre` (D,), then noised to t."""
     directions = torch.randn(count, centre.numel(), generator=state.generator).to(centre)
     directions = directions / directions.norm(dim=1, keepdim=True)
     half = count // 2
-    radii = torch.cat([torch.linspace(min(0.1, radius), radius, half), torch.rand(count - half, generator=state.generator) * radius])
+    # as released: linspace(0.1, r) even when r < 0.1 (the radii then run down from 0.1 to r)
+    radii = torch.cat([torch.linspace(0.1, radius, half), torch.rand(count - half, generator=state.generator) * radius])
     points = centre + radii.to(centre).unsqueeze(1) * directions
     return state.prior.add_noise(points, state.t, state.generator)
 
@@ -107,17 +122,21 @@ class ManifoldPull(GuidanceTerm):
 
     def __init__(
         self, centres: torch.Tensor, scale: float = 0.1, window: Sequence[float] = (0.0, 0.5), points: int = 300,
-        neighbours: int = 12, dims: int = 3, radius: float = 0.05, bandwidth: float = 0.2,
+        neighbours: int = 12, dims: int = 3, radius: float = 0.05, bandwidth: float = 0.2, warm_steps: int = 5,
+        max_mult: float = 2.0, schedule: Literal["linear", "cosine", "exp"] = "exp",
     ) -> None:
         super().__init__(scale, window)
         self.centres, self.points, self.neighbours, self.dims = centres, points, neighbours, dims
         self.radius, self.bandwidth = radius, bandwidth
+        self.warm_steps, self.max_mult, self.schedule = warm_steps, max_mult, schedule
+        self._radius = radius
 
     def direction(self, state: StepState) -> torch.Tensor:
         flat_x, centres = state.x.detach().flatten(1), self.centres.to(state.x).flatten(1)
+        self._radius = warm_radius(self.radius, state.step, self.warm_steps, self.max_mult, self.schedule)
         out = []
         for j in range(len(flat_x)):
-            cloud = noisy_sphere_cloud(centres[j], self.points, self.radius, state)
+            cloud = noisy_sphere_cloud(centres[j], self.points, self._radius, state)
             distance = (cloud - flat_x[j]).norm(dim=1)
             nearest = distance.topk(min(self.neighbours, len(cloud)), largest=False).indices
             centre, basis = tangent_basis(cloud[nearest], self.dims)
@@ -126,3 +145,6 @@ class ManifoldPull(GuidanceTerm):
             weight = torch.tanh(distance.min() / self.bandwidth)
             out.append(weight * toward / (toward.norm() + 1e-8))
         return torch.stack(out).view_as(state.x)
+
+    def diagnostics(self) -> dict[str, float]:
+        return {"radius": self._radius}

@@ -4,7 +4,6 @@ k-means (ManifoldGD), each returning centres and the members of each centre's cl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -47,21 +46,17 @@ def _node(data: np.ndarray, members: torch.Tensor) -> _Node:
     return _Node(members, torch.from_numpy(centre).float(), float(((rows - centre) ** 2).sum()))
 
 
-def bisecting_modes(points: torch.Tensor, k: int, seed: int, level: Literal["leaves", "tree"] = "leaves",
-                    what: str = "a class") -> Modes:
+def bisecting_modes(points: torch.Tensor, k: int, seed: int, what: str = "a class") -> Modes:
     """Divisive clustering: split the leaf with the largest SSE in two (2-means) until the tree has
-    k leaves (`level="leaves"`), or k nodes in creation order, root first (`level="tree"`: the
-    representatives then span coarse to fine structure)."""
+    k leaves. The released ManifoldGD code's `divisive_layer` grows the same tree and picks all of
+    its k leaves too; its level setting only changes the order in which they are listed."""
     data = _check(points, k, what)
-    root = _node(data, torch.arange(len(data)))
-    created, leaves = [root], [root]
-    enough = (lambda: len(leaves) >= k) if level == "leaves" else (lambda: len(created) >= k)
-    while not enough():
+    leaves, splits = [_node(data, torch.arange(len(data)))], 0
+    while len(leaves) < k:
         splittable = [leaf for leaf in leaves if len(leaf.members) >= 2]
         parent = max(splittable, key=lambda leaf: leaf.sse)
-        halves = KMeans(n_clusters=2, n_init=3, random_state=(seed + len(created)) % 2**31).fit(data[parent.members.numpy()]).labels_
-        children = [_node(data, parent.members[torch.from_numpy(halves == side)]) for side in (0, 1)]
+        splits += 1
+        fit = KMeans(n_clusters=2, n_init=3, random_state=(seed + 2 * splits - 1) % 2**31).fit(data[parent.members.numpy()])
+        children = [_node(data, parent.members[torch.from_numpy(fit.labels_ == side)]) for side in (0, 1)]
         leaves = [leaf for leaf in leaves if leaf is not parent] + children
-        created += children
-    chosen = leaves if level == "leaves" else created[:k]
-    return Modes(torch.stack([node.centre for node in chosen]), [node.members for node in chosen])
+    return Modes(torch.stack([leaf.centre for leaf in leaves]), [leaf.members for leaf in leaves])

@@ -126,8 +126,11 @@ class Prior:
         labels = torch.full_like(cond.labels, self.null_class) if unconditional else cond.labels
         return self.model(x, timesteps, class_labels=labels).sample
 
-    def model_output(self, x: torch.Tensor, t: int, cond: Condition, cfg_scale: float = 1.0) -> torch.Tensor:
-        """The model's prediction (ε or v, per its scheduler), classifier-free guided with `cfg_scale`."""
+    def model_output(self, x: torch.Tensor, t: int, cond: Condition, cfg_scale: float = 1.0, cfg_channels: int = 0) -> torch.Tensor:
+        """The model's prediction (ε or v, per its scheduler), classifier-free guided with `cfg_scale`
+        on its first `cfg_channels` channels (0: all sample channels). DiT's released sampler guides
+        3 of the 4 latent channels ("for exact reproducibility reasons"); the 4th keeps the
+        conditional prediction."""
         has_null = cond.null_text is not None if cond.text is not None else (cond.labels is not None and self.null_class is not None)
         if cfg_scale == 1.0 or not has_null:
             out = self._call(x, t, cond, unconditional=False)
@@ -136,7 +139,8 @@ class Prior:
             conditional, unconditional = both.chunk(2)
             guided = unconditional + cfg_scale * (conditional - unconditional)
             # learned-variance models (DiT) append variance channels: CFG moves ε only; the variance is the conditional one
-            out = torch.cat([guided[:, : self.sample_channels], conditional[:, self.sample_channels:]], 1)
+            channels = min(cfg_channels or self.sample_channels, self.sample_channels)
+            out = torch.cat([guided[:, :channels], conditional[:, channels:]], 1)
         return out
 
     @property

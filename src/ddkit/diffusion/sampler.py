@@ -39,6 +39,7 @@ class SamplerConfig:
     scheduler: Literal["ddim", "ddpm"] = "ddim"  # the sampling scheduler, built from the prior's noise schedule
     steps: int = 50  # denoising steps
     cfg_scale: float = 2.0  # classifier-free guidance scale; 1: none
+    cfg_channels: int = 0  # guide only the first N channels of ε (DiT's released sampler: 3 of 4); 0: all
     eta: float = 0.0  # DDIM stochasticity (0: deterministic given the initial noise)
 
     def __post_init__(self) -> None:
@@ -46,6 +47,8 @@ class SamplerConfig:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be 0 or more (1: no guidance), got {self.cfg_scale}")
+        if self.cfg_channels < 0:
+            raise ValueError(f"cfg_channels must be 0 (all) or more, got {self.cfg_channels}")
         if not 0 <= self.eta <= 1:
             raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
 
@@ -143,7 +146,7 @@ def sample(
     for step, t in enumerate(scheduler.timesteps):
         t = int(t)
         with torch.no_grad():
-            output = prior.model_output(scheduler.scale_model_input(x, t), t, cond, config.cfg_scale)
+            output = prior.model_output(scheduler.scale_model_input(x, t), t, cond, config.cfg_scale, config.cfg_channels)
         if config.scheduler == "ddim" or not prior.learned_variance:
             output = output[:, : prior.sample_channels]
         x_prev = scheduler.step(output, t, x, generator=step_noise, **extra).prev_sample

@@ -12,7 +12,7 @@ composed from config, so e.g. DAP + the manifold projection is `--project=true` 
 |--------------------------------------|------------------------------------------------|
 | prior (recipe name, directory, hub)  | `prior`, `class_map`, `resize`                 |
 | sampler: scheduler, steps, CFG, η    | `sampler`                                      |
-| modes: k-means / bisecting, depth    | `modes`, `mode_level`                          |
+| modes: k-means / bisecting           | `modes`                                        |
 | λ and its step window                | `mode_scale`, `mode_window`                    |
 | γ, kernel, φ layer, real x_n / step  | `kernel_scale`, `kernel`, `feature_layer`, `kernel_real` |
 | tangent projection (d, K → K_end)    | `project`, `tangent_dims`, `neighbours`, `neighbours_final`, `projection` |
@@ -60,7 +60,6 @@ class GuidedDiffusionConfig:
     # mode guidance (MGD3, ManifoldGD)
     mode_scale: float = 0.0  # λ; 0 turns the term off
     modes: Literal["kmeans", "bisecting"] = "kmeans"  # k-means modes (MGD3) or bisecting k-means (ManifoldGD)
-    mode_level: Literal["leaves", "tree"] = "leaves"  # bisecting: the IPC leaves, or the first IPC nodes of the tree, root first
     mode_window: list[float] = field(default_factory=lambda: [0.0, 0.5])  # [start, end) fractions of the steps where mode guidance acts
     mode_step: Literal["noise", "ddpm-std"] = "noise"  # the step size: σ_t = √(1−ᾱ_t), or the DDPM step's std (MGD3's released code)
     # the released ManifoldGD code's extra term: pull x_t toward the principal plane of a noised cloud around its mode
@@ -70,6 +69,9 @@ class GuidedDiffusionConfig:
     manifold_dims: int = 3  # d: the plane's dimensions
     manifold_radius: float = 0.05  # radius of the cloud, in sample-space units
     manifold_bandwidth: float = 0.2  # the pull's weight is tanh(distance to the cloud / bandwidth)
+    manifold_warm_steps: int = 5  # the cloud's radius shrinks from radius·manifold_max_mult to radius over these first steps
+    manifold_max_mult: float = 2.0
+    manifold_warm_schedule: Literal["linear", "cosine", "exp"] = "exp"
     # kernel representativeness guidance (DAP)
     kernel_scale: float = 0.0  # γ; 0 turns the term off
     kernel: Literal["linear", "rbf"] = "linear"  # the Mercer kernel between feature maps
@@ -190,7 +192,7 @@ class _Engine:
             points, what = self.real(label), f"class {self.train.class_names[label]!r}"
             seed = item_seed(self.seed, "diffusion-modes", label)
             self._modes[label] = (kmeans_modes(points, self.ipc, seed, what) if self.cfg.modes == "kmeans"
-                                  else bisecting_modes(points, self.ipc, seed, self.cfg.mode_level, what))
+                                  else bisecting_modes(points, self.ipc, seed, what))
         return self._modes[label]
 
     def terms(self, item: WorkItem) -> list[GuidanceTerm]:
@@ -214,7 +216,8 @@ class _Engine:
                      for term, members in zip(terms, neighbourhoods)]
         if cfg.manifold_scale:
             terms.append(ManifoldPull(centres, cfg.manifold_scale, cfg.mode_window, cfg.manifold_points, cfg.manifold_neighbours,
-                                      cfg.manifold_dims, cfg.manifold_radius, cfg.manifold_bandwidth))
+                                      cfg.manifold_dims, cfg.manifold_radius, cfg.manifold_bandwidth, cfg.manifold_warm_steps,
+                                      cfg.manifold_max_mult, cfg.manifold_warm_schedule))
         return terms
 
     def run(self, item: WorkItem, prior_class: int, curves: Optional[CurveLog] = None) -> torch.Tensor:
