@@ -22,14 +22,16 @@ from ddkit.registry import Registry
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str = "fashion-mnist"
-    root: Optional[str] = None  # directory (fashion-mnist, image-folder; class-list: an ImageNet tree whose val/ is the test split) or .npz file (arrays)
+    root: Optional[str] = None  # directory (fashion-mnist, image-folder; class-list: a tree whose val/ is the test) or .npz (arrays)
     val_size: int = 5000
     val_seed: int = 0
     image_size: Optional[int] = None  # image-folder, class-list (required): short-side resize + centre crop to this many pixels
     grayscale: bool = False  # image-folder only
     skip_unreadable: bool = False  # image-folder only: leave out (and count) files whose header does not read
     train_per_class: Optional[int] = None  # keep only the first N training images per class (tiny runs)
-    classes: Optional[str] = None  # image-folder: keep these class folders; class-list: the classes (default imagenet1k). A class list: imagenet1k, imagenette, imagewoof, imagenet100, or a .yaml
+    # A class list (imagenet1k, imagenette, imagewoof, imagenet100, or a .yaml): image-folder keeps these
+    # class folders; class-list takes them as its classes (default imagenet1k)
+    classes: Optional[str] = None
 
 
 # A loader returns (train, test, facts worth recording in a manifest).
