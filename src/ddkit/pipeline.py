@@ -65,7 +65,8 @@ class RunConfig:
         loose = {m.replace("-", "_"): m for m in self.methods}
         for name in list(self.method_options):
             if name not in self.methods and name.replace("-", "_") in loose:  # --method_options.prism_dfkd.x=… from the CLI
-                self.method_options[loose[name.replace("-", "_")]] = self.method_options.pop(name)
+                method = loose[name.replace("-", "_")]  # merged into the preset's own options for it, not replacing them
+                self.method_options[method] = merge(self.method_options.get(method, {}), self.method_options.pop(name))
         for name in self.method_options:
             if name not in self.methods:
                 raise ValueError(f"method_options names {name!r}, which is not in methods {self.methods}")

@@ -63,3 +63,15 @@ def test_a_local_language_model_adds_content(tmp_path):
                             style=False, disambiguate=False)
     prompts = build_prompts(options, CLASS_NAMES[:1], 0).prompts[0]
     assert any(p.startswith("a photo of a t-shirt, ") for p in prompts)  # generated phrases join the content list
+
+
+def test_every_imagenet_class_gets_diversified_prompts_from_wordnet():
+    from ddkit.data.class_lists import load_class_list
+
+    imagenet = load_class_list("imagenet1k")
+    prompts = build_prompts(PromptOptions(vocabulary="generic", per_class=4), imagenet.wnids, 0)
+    assert len(prompts.prompts) == 1000 and all(prompts.glosses)  # every wnid is a WordNet sense with its gloss
+    for readable, gloss, own in zip(imagenet.names, prompts.glosses, prompts.prompts):
+        assert len(set(own)) == 4 and all(readable.split(",")[0].lower() in p.lower() and p.endswith(gloss) for p in own)
+    cranes = [prompts.prompts[i][0] for i, w in enumerate(imagenet.wnids) if w in ("n02012849", "n03126707")]
+    assert "wading bird" in cranes[0] and "heavy objects" in cranes[1]  # one name, two senses: the gloss tells them apart

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ddkit.data.arrays import load_arrays
+from ddkit.data.class_only import load_class_only
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.fashion_mnist import load_fashion_mnist
 from ddkit.data.image_folder import load_image_folder
@@ -21,14 +22,16 @@ from ddkit.registry import Registry
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str = "fashion-mnist"
-    root: Optional[str] = None  # directory (fashion-mnist, image-folder) or .npz file (arrays)
+    root: Optional[str] = None  # directory (fashion-mnist, image-folder; class-list: a tree whose val/ is the test) or .npz (arrays)
     val_size: int = 5000
     val_seed: int = 0
-    image_size: Optional[int] = None  # image-folder (required): short-side resize + centre crop to this many pixels
+    image_size: Optional[int] = None  # image-folder, class-list (required): short-side resize + centre crop to this many pixels
     grayscale: bool = False  # image-folder only
     skip_unreadable: bool = False  # image-folder only: leave out (and count) files whose header does not read
     train_per_class: Optional[int] = None  # keep only the first N training images per class (tiny runs)
-    classes: Optional[str] = None  # image-folder only: keep these class folders (a class list: imagenette, imagewoof, imagenet100, or a .yaml)
+    # A class list (imagenet1k, imagenette, imagewoof, imagenet100, or a .yaml): image-folder keeps these
+    # class folders; class-list takes them as its classes (default imagenet1k)
+    classes: Optional[str] = None
 
 
 # A loader returns (train, test, facts worth recording in a manifest).
@@ -38,6 +41,10 @@ DATASETS.register("arrays")(lambda cfg: (*load_arrays(Path(_require_root(cfg))),
 DATASETS.register("image-folder")(
     lambda cfg: load_image_folder(Path(_require_root(cfg)), _require_image_size(cfg), grayscale=cfg.grayscale,
                                   skip_unreadable=cfg.skip_unreadable, classes=cfg.classes)
+)
+# No training images at all: data-free methods only (ddkit.data.class_only).
+DATASETS.register("class-list")(
+    lambda cfg: load_class_only(cfg.classes, _require_image_size(cfg), Path(cfg.root) if cfg.root else None, cfg.skip_unreadable)
 )
 
 
@@ -58,6 +65,8 @@ def load_dataset(cfg: DatasetConfig) -> DataSplits:
     """The splits of `cfg`; the validation carve and train_per_class pick indices, so a folder set
     decodes nothing here."""
     train, test, facts = DATASETS.get(cfg.name)(cfg)
+    if facts.get("data_free"):  # no training images, so nothing to carve a validation split from
+        return DataSplits(cfg.name, train, train, test, facts)
     train, val = carve_validation(train, cfg.val_size, cfg.val_seed)
     if cfg.train_per_class is not None:
         keep = torch.cat([train.indices_of(c)[: cfg.train_per_class] for c in range(train.num_classes)])

@@ -14,6 +14,7 @@ from ddkit.config import build, to_dict
 from ddkit.curves import CurveLog
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
+from ddkit.errors import DDKitError
 from ddkit.extras import check_extras
 from ddkit.models.teachers import Teacher
 from ddkit.registry import Registry
@@ -51,6 +52,7 @@ class Method:
     config_class: ClassVar[type]
     smoke_options: ClassVar[dict[str, Any]] = {}  # the smallest config worth running in the registry-wide test
     extras: ClassVar[tuple[str, ...]] = ()  # optional dependency groups the method needs (ddkit.extras)
+    reads_training_images: ClassVar[bool] = True  # False: data-free, runs on a class-list dataset
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -80,11 +82,23 @@ def synthesize(method: str, options: dict[str, Any], ctx: SynthesisContext) -> D
     """Check its extras, resolve `method` and its options, check the IPC, run it, and stamp the result's metadata."""
     check_method_extras(method)
     config = resolve_config(method, options)
-    ctx.splits.train.check_ipc(ctx.ipc)
+    check_training_images(method, ctx)
     result = METHODS.get(method)(config).synthesize(ctx)
     result.meta.update({"method": method, "config": to_dict(config), "ipc": ctx.ipc, "seed": ctx.seed,
                         "environment": environment(ctx.device)})
     return result
+
+
+def check_training_images(method: str, ctx: SynthesisContext) -> None:
+    """A method that reads training images needs enough of them; a data-free one only a positive IPC."""
+    if METHODS.get(method).reads_training_images:
+        if len(ctx.splits.train) == 0:
+            free = ", ".join(n for n in METHODS.names() if not METHODS.get(n).reads_training_images)
+            raise DDKitError(f"method {method!r} reads training images and dataset {ctx.splits.name!r} has none (a class list "
+                             f"only); run a data-free method ({free}) on it, or use an image-folder dataset with a train/ split")
+        ctx.splits.train.check_ipc(ctx.ipc)
+    elif ctx.ipc < 1:
+        raise DDKitError(f"IPC {ctx.ipc} is not possible; choose an IPC of at least 1")
 
 
 def subset_as_distilled(train: ImageSet, indices: torch.Tensor, meta: dict[str, Any]) -> DistilledSet:

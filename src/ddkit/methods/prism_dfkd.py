@@ -8,9 +8,11 @@ knowledge distillation, sampled from a text-to-image prior.
   (`prompts`, see `ddkit.prompts.builder`).
 
 `text-diffusion` is the baseline the paper improves on: bare class-name prompts, no guidance.
-The method reads no training image: only the class names, the teacher and the prior. (ddkit's
-embedded Fashion-MNIST text prior was itself trained on the training images, so on the embedded
-default only the distillation step is data-free; with an off-the-shelf prior the whole is.)
+The method reads no training image: only the class names, the teacher and the prior, so it runs
+on a `class-list` dataset that has none (`prism-dfkd-imagenet`: ImageNet's 1,000 WordNet ids, a
+Stable Diffusion pipeline, a torchvision teacher). (ddkit's embedded Fashion-MNIST text prior was
+itself trained on the training images, so on the embedded default only the distillation step is
+data-free; with an off-the-shelf prior the whole is.)
 Students then learn from the set and the teacher's soft outputs under a `dfkd` preset.
 
 | knob                                   | field                                                 |
@@ -77,6 +79,7 @@ class PrismDFKDConfig:
 class PrismDFKD(Method):
     config_class = PrismDFKDConfig
     extras = ("diffusion", "text")
+    reads_training_images = False
     smoke_options = {"prior": "test-text-unet", "sampler": {"steps": 2}, "prompts": {"per_class": 2}}
 
     def synthesize(self, ctx: SynthesisContext) -> DistilledSet:

@@ -110,13 +110,9 @@ def glosses_for(vocab: Vocabulary, class_names: Sequence[str], wordnet: Optional
 
 def display_names(vocab: Vocabulary, class_names: Sequence[str]) -> list[str]:
     """Prompt names; a WordNet-offset class (ImageNet's n02012849) is named by its synset."""
-    names = []
-    for name in class_names:
-        if name not in vocab.names and re.fullmatch(r"n\d{8}", name):
-            names.append(WordNet().synset(int(name[1:])).name)
-        else:
-            names.append(vocab.display_name(name))
-    return names
+    offsets = [name not in vocab.names and re.fullmatch(r"n\d{8}", name) for name in class_names]
+    wordnet = WordNet() if any(offsets) else None  # read once: its index is large and ImageNet has 1,000 classes
+    return [wordnet.synset(int(name[1:])).name if offset else vocab.display_name(name) for name, offset in zip(class_names, offsets)]
 
 
 def class_prompts(vocab: Vocabulary, class_names: Sequence[str]) -> list[str]:
