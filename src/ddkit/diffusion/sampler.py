@@ -22,11 +22,12 @@ sees the same noise sequence for the same item.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional, Sequence
 
 import torch
 
+from ddkit.config import ADDED_OPTION
 from ddkit.curves import CurveLog
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.errors import DDKitError
@@ -39,7 +40,7 @@ class SamplerConfig:
     scheduler: Literal["ddim", "ddpm"] = "ddim"  # the sampling scheduler, built from the prior's noise schedule
     steps: int = 50  # denoising steps
     cfg_scale: float = 2.0  # classifier-free guidance scale; 1: none
-    cfg_channels: int = 0  # guide only the first N channels of ε (DiT's released sampler: 3 of 4); 0: all
+    cfg_channels: int = field(default=0, metadata=ADDED_OPTION)  # guide only the first N channels of ε (DiT's released sampler: 3 of 4); 0: all
     eta: float = 0.0  # DDIM stochasticity (0: deterministic given the initial noise)
 
     def __post_init__(self) -> None:
