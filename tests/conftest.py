@@ -123,3 +123,23 @@ class Cli:
 @pytest.fixture()
 def cli(monkeypatch, capsys) -> Cli:
     return Cli(monkeypatch, capsys)
+
+
+def save_tiny_dit(path, classes: int = 10, latent_size: int = 8, layers: int = 2):
+    """A DiT + AutoencoderKL pipeline (the ImageNet prior's shape, tiny and random) saved as a user would have it."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                        num_layers=layers, sample_size=latent_size, patch_size=2, num_embeds_ada_norm=classes,
+                                        norm_num_groups=4)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                        norm_num_groups=4, sample_size=latent_size * 2)
+    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler(num_train_timesteps=100)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
+def dit_pipeline_dir(tmp_path):
+    return save_tiny_dit(tmp_path / "dit")

@@ -39,3 +39,16 @@ def test_a_missing_val_class_or_a_method_that_reads_training_images_is_a_one_lin
         with pytest.raises(DDKitError, match=r"reads training images .* has none .* data-free method \(prism-dfkd, text-diffusion\)") as err:
             synthesize(method, {}, SynthesisContext(splits, 1, 0, teacher=None))
         assert "\n" not in str(err.value)
+
+
+def test_without_test_images_or_with_a_teacher_to_train_the_fix_is_named(classes, tmp_path):
+    from ddkit.data import DistilledSet
+    from ddkit.evaluate import evaluate_set, load_eval_preset
+    from ddkit.models.teachers import load_or_squeeze, teacher_config
+
+    splits = load_dataset(DatasetConfig(name="class-list", classes=classes, image_size=12))
+    with pytest.raises(DDKitError, match="no training images; give a pretrained teacher"):
+        load_or_squeeze(teacher_config("convnet-bn"), splits, tmp_path)
+    distilled = DistilledSet(torch.rand(2, 3, 12, 12), torch.tensor([0, 1]), splits.train.class_names, splits.train.mean, splits.train.std)
+    with pytest.raises(DDKitError, match="no test images to score students on; pass --data-root"):
+        evaluate_set(distilled, load_eval_preset("hard-dsa-quick"), splits, tmp_path / "eval")

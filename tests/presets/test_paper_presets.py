@@ -86,15 +86,9 @@ def test_inversion_paper_preset_runs_end_to_end(preset, tmp_path, cli):
 @pytest.mark.e2e
 @pytest.mark.parametrize("method", ["mgd3", "manifoldgd", "dap"])
 def test_diffusion_paper_preset_runs_end_to_end(method, tmp_path, cli):
-    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+    from tests.conftest import save_tiny_dit
 
-    torch.manual_seed(0)
-    transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
-                                        num_layers=10, sample_size=4, patch_size=2, num_embeds_ada_norm=1000, norm_num_groups=4)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                        norm_num_groups=4, sample_size=8)
-    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler(num_train_timesteps=100)).save_pretrained(tmp_path / "dit")
+    save_tiny_dit(tmp_path / "dit", classes=1000, latent_size=4, layers=10)  # blocks up to 8: DAP's feature layer
     tree = make_tree(tmp_path / "imagenette", NETTE, 16, train=4)
     out = tmp_path / "run"
     cli.ok("run", f"{method}-imagenette", "--data-root", str(tree), "--out", str(out), "--cache", str(tmp_path / "cache"),

@@ -183,6 +183,9 @@ def evaluate_set(
     evaluates a set (another waits, then reuses the seeds it finished). Under torchrun every rank
     calls this together; `parallel` says how they share the runs (module docstring)."""
     check_preset_fits(preset, distilled)
+    if len(splits.test) == 0:
+        raise DDKitError(f"dataset {splits.name!r} has no test images to score students on; pass --data-root with "
+                         "ROOT/val/<class>/ images (ImageNet layout)")
     mode = parallel_mode(parallel, preset, len(distilled.labels), distributed.current())
     check_writable(results_dir)
     with distributed.main_holds(exclusive(results_dir, f"evaluations of {Path(results_dir).parent}")):

@@ -110,6 +110,9 @@ def load_or_squeeze(
         if config.weights:
             load_weights(model, Path(config.weights))
         return Teacher(config, model.to(device).eval(), {"source": source})
+    if len(train) == 0:
+        raise DDKitError(f"teacher {config.name} would be trained, but dataset {splits.name!r} has no training images; "
+                         "give a pretrained teacher (weights: FILE or hub, or --teacher_weights)")
     entry = cache_entry(config, splits, cache_dir or default_cache_dir())
     # Rank 0 alone checks the entry (it may remove a damaged one); the other ranks load what it verified.
     metrics = distributed.on_main(lambda: _load_cached(model, entry))
