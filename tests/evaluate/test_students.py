@@ -164,3 +164,13 @@ def test_imagenet_soft_prism_runs_with_a_per_batch_rescaled_ensemble_a_run_sets(
     (summary,) = evaluate_set(distilled, preset, tiny, tmp_path, None, pool)
     assert summary.preset == "imagenet-soft-prism@convnet-bn+resnet+mobilenet"
     assert summary.teacher.count("+") == 2 and summary.teacher.endswith("(per-batch rescale)") and 0 <= summary.mean <= 100
+
+
+def test_imagenet_soft_runs_with_the_teacher_a_run_sets(tiny, tiny_teacher_loader, tmp_path):
+    distilled = synthesize("random", {}, SynthesisContext(tiny, 2, 0, tiny_teacher_loader))
+    preset = load_eval_preset("imagenet-soft", teacher="convnet-bn")
+    preset = replace(preset, train=replace(preset.train, epochs=1, batch_size=8), seeds=[0],
+                     student=ModelSpec("resnet-idc", {"width": 8}))
+    (summary,) = evaluate_set(distilled, preset, tiny, tmp_path, None, tiny_teacher_loader)
+    assert summary.preset == "imagenet-soft@convnet-bn" and summary.teacher.startswith("convnet-bn")
+    assert (tmp_path / "imagenet-soft@convnet-bn").is_dir() and 0 <= summary.mean <= 100
