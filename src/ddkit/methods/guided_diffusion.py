@@ -70,8 +70,8 @@ class GuidedDiffusionConfig:
     manifold_radius: float = 0.05  # radius of the cloud, in sample-space units
     manifold_bandwidth: float = 0.2  # the pull's weight is tanh(distance to the cloud / bandwidth)
     manifold_warm_steps: int = 5  # the cloud's radius shrinks from radius·manifold_max_mult to radius over these first steps
-    manifold_max_mult: float = 2.0
-    manifold_warm_schedule: Literal["linear", "cosine", "exp"] = "exp"
+    manifold_max_mult: float = 2.0  # the cloud's radius multiplier at the first step
+    manifold_warm_schedule: Literal["linear", "cosine", "exp"] = "exp"  # the radius' ramp from max_mult down to 1
     # kernel representativeness guidance (DAP)
     kernel_scale: float = 0.0  # γ; 0 turns the term off
     kernel: Literal["linear", "rbf"] = "linear"  # the Mercer kernel between feature maps

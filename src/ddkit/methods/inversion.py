@@ -75,9 +75,8 @@ class InversionConfig:
     logit_teachers: list[str] = field(default_factory=lambda: ["convnet-bn"])  # teachers whose (weighted) logits classify the images
     logit_weights: list[float] = field(default_factory=list)  # empty: equal weights
     bn_teachers: list[str] = field(default_factory=lambda: ["convnet-bn"])  # the panel
-    # panel draws: fixed (none), pre (once), intra (bn_draw members per IPC index), iteration (bn_draw per step),
-    # bernoulli (per IPC index: the logit teachers always, every other member with bn_include_probability)
-    bn_sampler: Literal["fixed", "pre", "intra", "iteration", "bernoulli"] = "fixed"
+    # bernoulli, per IPC index: the logit teachers always, every other member with bn_include_probability
+    bn_sampler: Literal["fixed", "pre", "intra", "iteration", "bernoulli"] = "fixed"  # panel draws: none, once, per IPC index, per step, bernoulli
     bn_draw: int = 0  # panel members drawn each time; 0: all of them
     bn_include_probability: float = 0.5  # bernoulli: chance of each non-logit panel member
     logit_teacher_in_panel: bool = True  # may a logit teacher also serve as a BN teacher?
@@ -88,7 +87,7 @@ class InversionConfig:
     real_pick: Literal["per-index", "random"] = "per-index"  # real init: IPC index k gets the k-th image of a seeded order, or a random one
     iterations: int = 1000  # optimisation steps per work item
     # staggered: later IPC indices get linearly fewer iterations; cyclic (PRISM's code): iterations − cycle_step·(k mod cycle_period)
-    schedule: Literal["fixed", "staggered", "cyclic"] = "fixed"
+    schedule: Literal["fixed", "staggered", "cyclic"] = "fixed"  # iterations per IPC index: the same, staggered or cyclic
     min_iteration_fraction: float = 0.5  # staggered: the last IPC index gets this share of `iterations`
     cycle_step: int = 500  # cyclic: iterations dropped per IPC index within a cycle
     cycle_period: int = 8  # cyclic: IPC indices per cycle
