@@ -60,5 +60,5 @@ def test_arrays_missing_key_and_bad_file(tmp_path):
 
 
 def test_unknown_dataset_lists_choices():
-    with pytest.raises(DDKitError, match="unknown dataset 'cifar'; choose one of: arrays, fashion-mnist, image-folder"):
+    with pytest.raises(DDKitError, match="unknown dataset 'cifar'; choose one of: arrays, class-list, fashion-mnist, image-folder"):
         load_dataset(DatasetConfig(name="cifar"))
