@@ -45,8 +45,9 @@ def test_run_preset_end_to_end_then_resume(tmp_path, cli):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["synthesize", "dm", "--ipc", "1", "--out", "{tmp}/s"],
-         "unknown method 'dm'; choose one of: dap, diffusion, herding, kcenter, manifoldgd, mgd3, prism, prism-dfkd, random, sre2l, text-diffusion"),
+        (["synthesize", "kip", "--ipc", "1", "--out", "{tmp}/s"],
+         "unknown method 'kip'; choose one of: dap, diffusion, dm, herding, kcenter, manifoldgd, mgd3, prism, prism-dfkd, random, sre2l, "
+         "text-diffusion"),
         (["synthesize", "random", "--ipc", "6000", "--out", "{tmp}/s"], "IPC 6000 is not possible: the smallest class has 5500"),
         (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"], "unknown key 'herding.teachr'; valid keys: teacher"),
         (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--data-root", "{tmp}/none"],

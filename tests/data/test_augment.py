@@ -36,3 +36,18 @@ def test_idc_colour_jitter_and_lighting():
     shift = lit - grey
     assert torch.allclose(shift, shift[:, :, :1, :1].expand_as(shift)) and shift.abs().max() < 0.2  # one RGB shift per image
     assert torch.equal(pca_lighting(grey[:, :1], torch.Generator()), grey[:, :1])  # RGB only
+
+
+def test_siamese_dsa_gives_images_of_one_owner_one_transformation(tiny):
+    from ddkit.data.augment import dsa, dsa_siamese
+
+    x = tiny.train.images[:1].expand(6, -1, -1, -1)
+    owner = torch.tensor([0, 0, 0, 1, 1, 1])
+    outputs = [dsa_siamese(x, STATS, torch.Generator().manual_seed(s), owner) for s in range(12)]
+    for out in outputs:
+        assert torch.equal(out[0], out[2]) and torch.equal(out[3], out[5])
+    assert any(not torch.allclose(out[0], out[3]) for out in outputs)
+    # one owner per image is plain DSA, draw for draw
+    y = tiny.train.images[:8]
+    assert torch.equal(dsa_siamese(y, STATS, torch.Generator().manual_seed(5), torch.arange(8)),
+                       dsa(y, STATS, torch.Generator().manual_seed(5)))

@@ -8,7 +8,7 @@ per-image parameters), applied in normalised space as there, so cutout fills wit
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,29 +29,37 @@ def _uniform(n: int, generator: torch.Generator, low: float = 0.0, high: float =
 
 
 def _warp(x: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=True)
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=True)
     return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
 
 
 def _normalised(fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor]) -> Augment:
     def apply(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
-        mean = torch.tensor(stats[0], dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(stats[1], dtype=x.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(stats[0]).to(x).view(1, -1, 1, 1)
+        std = torch.tensor(stats[1]).to(x).view(1, -1, 1, 1)
         return fn((x - mean) / std, generator) * std + mean
 
     return apply
 
 
-def _dsa_scale(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    n = x.shape[0]
-    sx, sy = _uniform(n, g, 1 / DSA_SCALE, DSA_SCALE), _uniform(n, g, 1 / DSA_SCALE, DSA_SCALE)
-    zero = torch.zeros(n)
+def _owners(x: torch.Tensor, owner: Optional[torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Which parameter draw each image uses, and how many draws: one per image unless `owner` groups them."""
+    if owner is None:
+        return torch.arange(x.shape[0]), x.shape[0]
+    return owner, int(owner.max()) + 1
+
+
+def _dsa_scale(x: torch.Tensor, g: torch.Generator, owner: Optional[torch.Tensor] = None) -> torch.Tensor:
+    owner, n = _owners(x, owner)
+    sx, sy = _uniform(n, g, 1 / DSA_SCALE, DSA_SCALE)[owner], _uniform(n, g, 1 / DSA_SCALE, DSA_SCALE)[owner]
+    zero = torch.zeros(len(owner))
     theta = torch.stack([torch.stack([sx, zero, zero], 1), torch.stack([zero, sy, zero], 1)], 1)
     return _warp(x, theta)
 
 
-def _dsa_rotate(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    angle = (_uniform(x.shape[0], g) - 0.5) * 2 * DSA_ROTATE_DEG * math.pi / 180
+def _dsa_rotate(x: torch.Tensor, g: torch.Generator, owner: Optional[torch.Tensor] = None) -> torch.Tensor:
+    owner, n = _owners(x, owner)
+    angle = ((_uniform(n, g) - 0.5) * 2 * DSA_ROTATE_DEG * math.pi / 180)[owner]
     cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
     theta = torch.stack([torch.stack([cos, sin, zero], 1), torch.stack([-sin, cos, zero], 1)], 1)
     return _warp(x, theta)
@@ -60,41 +68,44 @@ def _dsa_rotate(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def _integer_shift(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor) -> torch.Tensor:
     """Translate each image by whole pixels, filling with zeros."""
     n, _, h, w = x.shape
-    rows = torch.arange(h).view(1, h, 1) - shift_y.view(n, 1, 1)
-    cols = torch.arange(w).view(1, 1, w) - shift_x.view(n, 1, 1)
+    rows = torch.arange(h, device=x.device).view(1, h, 1) - shift_y.to(x.device).view(n, 1, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w) - shift_x.to(x.device).view(n, 1, 1)
     inside = ((rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)).unsqueeze(1)
     flat = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).view(n, 1, h * w).expand(-1, x.shape[1], -1)
     return torch.gather(x.flatten(2), 2, flat).view_as(x) * inside
 
 
-def _dsa_crop(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    n, _, h, w = x.shape
+def _dsa_crop(x: torch.Tensor, g: torch.Generator, owner: Optional[torch.Tensor] = None) -> torch.Tensor:
+    owner, n = _owners(x, owner)
+    _, _, h, w = x.shape
     rx, ry = int(w * DSA_CROP + 0.5), int(h * DSA_CROP + 0.5)
-    return _integer_shift(x, torch.randint(-rx, rx + 1, (n,), generator=g), torch.randint(-ry, ry + 1, (n,), generator=g))
+    return _integer_shift(x, torch.randint(-rx, rx + 1, (n,), generator=g)[owner], torch.randint(-ry, ry + 1, (n,), generator=g)[owner])
 
 
-def _dsa_cutout(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    n, _, h, w = x.shape
+def _dsa_cutout(x: torch.Tensor, g: torch.Generator, owner: Optional[torch.Tensor] = None) -> torch.Tensor:
+    owner, n = _owners(x, owner)
+    _, _, h, w = x.shape
     ch, cw = int(h * DSA_CUTOUT + 0.5), int(w * DSA_CUTOUT + 0.5)
-    cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=g)
-    cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=g)
-    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=g)[owner].to(x.device)
+    cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=g)[owner].to(x.device)
+    rows, cols = torch.arange(h, device=x.device).view(1, h, 1), torch.arange(w, device=x.device).view(1, 1, w)
     hole = ((rows - cy).abs() <= ch // 2) & ((cols - cx).abs() <= cw // 2)
     return x * (~hole).unsqueeze(1)
 
 
-def _flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    flip = (torch.rand(x.shape[0], generator=g) < 0.5).view(-1, 1, 1, 1)
+def _flip(x: torch.Tensor, g: torch.Generator, owner: Optional[torch.Tensor] = None) -> torch.Tensor:
+    owner, n = _owners(x, owner)
+    flip = (torch.rand(n, generator=g) < 0.5)[owner].to(x.device).view(-1, 1, 1, 1)
     return torch.where(flip, x.flip(3), x)
 
 
-def _dsa_color(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    n = x.shape[0]
-    x = x + (_uniform(n, g) - 0.5).view(n, 1, 1, 1) * DSA_BRIGHTNESS
+def _dsa_color(x: torch.Tensor, g: torch.Generator, owner: Optional[torch.Tensor] = None) -> torch.Tensor:
+    owner, n = _owners(x, owner)
+    x = x + (_uniform(n, g) - 0.5)[owner].to(x).view(-1, 1, 1, 1) * DSA_BRIGHTNESS
     mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * (_uniform(n, g) * DSA_SATURATION).view(n, 1, 1, 1) + mean
+    x = (x - mean) * (_uniform(n, g) * DSA_SATURATION)[owner].to(x).view(-1, 1, 1, 1) + mean
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_uniform(n, g) + DSA_CONTRAST).view(n, 1, 1, 1) + mean
+    return (x - mean) * (_uniform(n, g) + DSA_CONTRAST)[owner].to(x).view(-1, 1, 1, 1) + mean
 
 
 DSA_GROUPS = (_dsa_color, _dsa_crop, _dsa_cutout, _flip, _dsa_scale, _dsa_rotate)
@@ -105,6 +116,13 @@ DSA_GROUPS = (_dsa_color, _dsa_crop, _dsa_cutout, _flip, _dsa_scale, _dsa_rotate
 def dsa(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     group = DSA_GROUPS[int(torch.randint(len(DSA_GROUPS), (1,), generator=generator))]
     return group(x, generator)
+
+
+def dsa_siamese(x: torch.Tensor, stats: Stats, generator: torch.Generator, owner: torch.Tensor) -> torch.Tensor:
+    """DSA with one parameter draw per `owner` value: images that share an owner get the same
+    transformation, as DSA's siamese mode gives a real batch and the synthetic batch it is matched to."""
+    group = DSA_GROUPS[int(torch.randint(len(DSA_GROUPS), (1,), generator=generator))]
+    return _normalised(lambda y, g: group(y, g, owner))(x, stats, generator)
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, min_area: float = 0.25, per_image: bool = True) -> torch.Tensor:

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 # Register the built-in methods.
-from ddkit.methods import guided_diffusion, herding, inversion, kcenter, prism_dfkd, random_subset  # noqa: E402,F401
+from ddkit.methods import (  # noqa: E402,F401
+    distribution_matching,
+    guided_diffusion,
+    herding,
+    inversion,
+    kcenter,
+    prism_dfkd,
+    random_subset,
+)
 from ddkit.methods.base import (
     METHODS,
     Method,

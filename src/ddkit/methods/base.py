@@ -104,3 +104,12 @@ def check_training_images(method: str, ctx: SynthesisContext) -> None:
 def subset_as_distilled(train: ImageSet, indices: torch.Tensor, meta: dict[str, Any]) -> DistilledSet:
     return DistilledSet(train.load(indices), train.labels[indices], train.class_names, train.mean, train.std,
                         meta={"source_indices": indices.tolist(), **meta})
+
+
+def step_in_box(optimizer: torch.optim.Optimizer, loss: torch.Tensor, x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> None:
+    """One optimiser step on the images `x`, then back into [low, high] so that they stay valid pixels."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        torch.maximum(torch.minimum(x, high, out=x), low, out=x)

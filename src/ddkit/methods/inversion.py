@@ -60,7 +60,7 @@ from ddkit.data.augment import crop_flip
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, register_method
+from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
 from ddkit.methods.runner import run_items
 from ddkit.models.teachers import Teacher
 from ddkit.runs import config_hash
@@ -326,11 +326,7 @@ class Inversion(Method):
                                  f"(now {cfg.lr}) or r_bn (now {cfg.r_bn})")
             if (step + 1) % every == 0:
                 curves.log(step + 1, total=loss.detach(), ce=ce.detach(), bn=bn.detach())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                torch.maximum(torch.minimum(x, high, out=x), low, out=x)
+            step_in_box(optimizer, loss, x, low, high)
         curves.close()
         record = {"item": item.key, "iterations": iterations, "bn_teachers": drawn if cfg.bn_sampler != "iteration" else "per-iteration",
                   "final_ce": round(float(ce.detach()), 4), "final_bn": round(float(bn.detach()), 4),

@@ -1,0 +1,146 @@
+"""Distribution matching (DM): Zhao & Bilen, "Dataset Condensation with Distribution Matching",
+WACV 2023 (arXiv 2110.04181); reference code VICO-UoE/DatasetCondensation, main_DM.py.
+
+Each iteration draws a freshly initialised network and moves the synthetic images of every class
+so that the mean of their embeddings matches the mean embedding of a batch of real images of the
+class; real and synthetic images of a class pass through the same siamese DSA transformation.
+
+| paper / main_DM.py                         | here                                            |
+|--------------------------------------------|-------------------------------------------------|
+| ψ_ϑ, a random ConvNet per iteration         | `network` built with a new seed each iteration  |
+| ‖mean ψ(A(T_c)) − mean ψ(A(S_c))‖² summed   | `matching_loss`                                 |
+| Iteration, batch_real, lr_img, momentum 0.5 | `iterations`, `real_batch`, `lr`, `momentum`    |
+| init 'real' / 'noise'                       | `init`                                          |
+
+What differs from main_DM.py, and why:
+- all classes of a work item go through the network in one forward pass (real images without a
+  graph); with instance norm every image is normalised on its own, so this is the same loss and
+  is where the speed comes from. A BatchNorm `network` would mix the classes' statistics.
+- one DSA transformation family per iteration for all classes (the reference draws one per class),
+  with its parameters drawn per class and shared by that class's real and synthetic images.
+- the images stay valid pixels: they are clamped to [0, 1] after each step (the reference leaves
+  them unbounded in normalised space).
+
+Work items are groups of classes (`classes_per_item`); each draws every random number from a
+generator seeded by the item, so sets do not depend on how many processes made them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ddkit.config import to_dict
+from ddkit.curves import log_interval
+from ddkit.data.augment import dsa_siamese
+from ddkit.data.distilled import DistilledSet
+from ddkit.data.images import ImageSet
+from ddkit.errors import DDKitError
+from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
+from ddkit.methods.runner import run_items
+from ddkit.models.classifier import Classifier, build_model, parse_model_spec
+from ddkit.runs import config_hash
+from ddkit.seeds import item_seed
+
+
+@dataclass(frozen=True)
+class DMConfig:
+    iterations: int = 1000  # optimisation steps per work item (the paper runs 20,000)
+    lr: float = 1.0  # SGD step on images in normalised units, (x − mean) / std, as main_DM.py's lr_img
+    momentum: float = 0.5  # SGD momentum on the images (main_DM.py: 0.5)
+    real_batch: int = 256  # real images per class and iteration
+    init: Literal["real", "noise"] = "real"  # start from random real images of the class, or from noise
+    network: str = "convnet(width=128,depth=3,norm=instance)"  # the embedding net, re-initialised each iteration
+    augmentation: Literal["dsa", "none"] = "dsa"  # siamese DSA on real and synthetic images alike
+    classes_per_item: int = 0  # classes optimised together in one work item; 0: all of them
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "lr", "real_batch"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if not 0 <= self.momentum < 1 or self.classes_per_item < 0:
+            raise ValueError("momentum must lie in [0, 1) and classes_per_item must not be negative")
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    classes: tuple[int, ...]
+
+    @property
+    def key(self) -> str:
+        return f"item-c{self.classes[0]:04d}-{self.classes[-1]:04d}"
+
+
+def work_items(config: DMConfig, num_classes: int) -> list[WorkItem]:
+    width = config.classes_per_item or num_classes
+    return [WorkItem(tuple(range(c, min(c + width, num_classes)))) for c in range(0, num_classes, width)]
+
+
+def matching_loss(real: torch.Tensor, synthetic: torch.Tensor, classes: int) -> torch.Tensor:
+    """Σ_c ‖mean of class c's real embeddings − mean of its synthetic ones‖²; rows are class-major."""
+    real_means = real.view(classes, -1, real.shape[1]).mean(1)
+    synthetic_means = synthetic.view(classes, -1, synthetic.shape[1]).mean(1)
+    return (real_means - synthetic_means).square().sum()
+
+
+@register_method("dm")
+class DistributionMatching(Method):
+    config_class = DMConfig
+    smoke_options = {"iterations": 2, "real_batch": 8}
+
+    def synthesize(self, ctx: SynthesisContext) -> DistilledSet:
+        cfg, train = self.config, ctx.splits.train
+        spec = parse_model_spec(cfg.network)
+        items = work_items(cfg, train.num_classes)
+        fingerprint = config_hash({"config": to_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint})
+        made = run_items(items, fingerprint, lambda item: self._run_item(ctx, item, spec), "distribution matching",
+                         ctx.workdir, ctx.progress)
+        images = torch.cat([block for block, _ in made])  # class-major: items are class ranges in order
+        labels = torch.arange(train.num_classes).repeat_interleave(ctx.ipc)
+        return DistilledSet(images, labels, train.class_names, train.mean, train.std, meta={"items": [r for _, r in made]})
+
+    def _run_item(self, ctx: SynthesisContext, item: WorkItem, spec) -> tuple[torch.Tensor, dict]:
+        cfg, train = self.config, ctx.splits.train
+        generator = torch.Generator().manual_seed(item_seed(ctx.seed, "dm", item.classes))
+        members = [train.indices_of(c) for c in item.classes]
+        pools = [train.load(m).to(ctx.device) for m in members]
+        mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in (train.mean, train.std))
+        if cfg.init == "real":
+            start = torch.cat([pool[torch.randperm(len(pool), generator=generator)[:ctx.ipc].to(ctx.device)] for pool in pools])
+            start = (start - mean) / std
+        else:
+            start = torch.randn(len(item.classes) * ctx.ipc, *train.image_shape, generator=generator).to(ctx.device)
+        low, high = (0 - mean) / std, (1 - mean) / std
+        x = start.clone().requires_grad_(True)
+        optimizer = torch.optim.SGD([x], lr=cfg.lr, momentum=cfg.momentum)
+        # the real batch of class k takes owner k, its synthetic images owner k too: one draw per class
+        real_owner = torch.arange(len(item.classes)).repeat_interleave(cfg.real_batch)
+        synthetic_owner = torch.arange(len(item.classes)).repeat_interleave(ctx.ipc)
+        owner = torch.cat([real_owner, synthetic_owner])
+        curves, every = ctx.curves.child(f"dm/{item.key}"), log_interval(cfg.iterations)
+        for step in range(cfg.iterations):
+            network = self._network(spec, train, int(torch.randint(2**62, (1,), generator=generator)), ctx.device)
+            real = torch.cat([pool[torch.randint(len(pool), (cfg.real_batch,), generator=generator).to(ctx.device)] for pool in pools])
+            synthetic = x * std + mean
+            if cfg.augmentation == "dsa":
+                both = dsa_siamese(torch.cat([real, synthetic]), (train.mean, train.std), generator, owner)
+                real, synthetic = both[:len(real_owner)], both[len(real_owner):]
+            with torch.no_grad():
+                real_embedding = network.features(real)
+            loss = matching_loss(real_embedding, network.features(synthetic), len(item.classes))
+            if not torch.isfinite(loss):
+                raise DDKitError(f"distribution matching loss became {loss.item()} at step {step + 1} of {item.key}; check the "
+                                 f"training images for NaN or infinite pixels, or lower the lr (now {cfg.lr})")
+            if (step + 1) % every == 0:
+                curves.log(step + 1, loss=loss.detach())
+            step_in_box(optimizer, loss, x, low, high)
+        curves.close()
+        images = (x.detach() * std + mean).clamp(0, 1).cpu()
+        return images, {"item": item.key, "final_loss": round(float(loss.detach()), 6)}
+
+    @staticmethod
+    def _network(spec, train: ImageSet, seed: int, device: torch.device) -> Classifier:
+        network = build_model(spec, train.num_classes, train.image_shape, train.mean, train.std, seed=seed)
+        return network.to(device).train().requires_grad_(False)
