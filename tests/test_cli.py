@@ -55,7 +55,7 @@ def test_run_preset_end_to_end_then_resume(tmp_path, cli):
         (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--dataset.val_size=lots"], "dataset.val_size must be an integer, got 'lots'"),
         (["run", "nope"], "unknown runs preset 'nope'; choose one of: dap-imagenet100,"),
         (["run", "demo", "--ipcs=[1, x]"], "ipcs[1] must be an integer, got 'x'"),
-        (["run", "demo", "--methods=[random, dm]"], "unknown method 'dm'"),
+        (["run", "demo", "--methods=[random, kip]"], "unknown method 'kip'"),
         (["evaluate", "{tmp}", "--preset", "hard-dsa"], "is not a distilled set (no manifest.json)"),
         (["squeeze", "vit"], "unknown teacher 'vit'; choose one of: convnet-bn, convnet-in, mlp, mobilenet, resnet, "
                              "tv-alexnet,"),
