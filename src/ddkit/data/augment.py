@@ -111,16 +111,18 @@ def _dsa_color(x: torch.Tensor, g: torch.Generator, owner: Optional[torch.Tensor
 DSA_GROUPS = (_dsa_color, _dsa_crop, _dsa_cutout, _flip, _dsa_scale, _dsa_rotate)
 
 
-def dsa_siamese(x: torch.Tensor, stats: Stats, generator: torch.Generator, owner: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """DSA with one parameter draw per `owner` value (default: per image): images that share an owner
-    get the same transformation, as DSA's siamese mode gives a real batch and the synthetic batch it is matched to."""
+@AUGMENTATIONS.register("dsa")
+@_normalised
+def dsa(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    group = DSA_GROUPS[int(torch.randint(len(DSA_GROUPS), (1,), generator=generator))]
+    return group(x, generator)
+
+
+def dsa_siamese(x: torch.Tensor, stats: Stats, generator: torch.Generator, owner: torch.Tensor) -> torch.Tensor:
+    """DSA with one parameter draw per `owner` value: images that share an owner get the same
+    transformation, as DSA's siamese mode gives a real batch and the synthetic batch it is matched to."""
     group = DSA_GROUPS[int(torch.randint(len(DSA_GROUPS), (1,), generator=generator))]
     return _normalised(lambda y, g: group(y, g, owner))(x, stats, generator)
-
-
-@AUGMENTATIONS.register("dsa")
-def dsa(x: torch.Tensor, stats: Stats, generator: torch.Generator) -> torch.Tensor:
-    return dsa_siamese(x, stats, generator)
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, min_area: float = 0.25, per_image: bool = True) -> torch.Tensor:
