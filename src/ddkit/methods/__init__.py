@@ -5,6 +5,7 @@ from __future__ import annotations
 # Register the built-in methods.
 from ddkit.methods import (  # noqa: E402,F401
     distribution_matching,
+    gradient_matching,
     guided_diffusion,
     herding,
     inversion,

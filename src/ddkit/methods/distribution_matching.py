@@ -113,13 +113,8 @@ class DistributionMatching(Method):
         members = [train.indices_of(c) for c in item.classes]
         pools = [train.load(m).to(ctx.device) for m in members]
         mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in (train.mean, train.std))
-        if cfg.init == "real":
-            start = torch.cat([pool[torch.randperm(len(pool), generator=generator)[:ctx.ipc].to(ctx.device)] for pool in pools])
-            start = (start - mean) / std
-        else:
-            start = torch.randn(len(item.classes) * ctx.ipc, *train.image_shape, generator=generator).to(ctx.device)
         low, high = (0 - mean) / std, (1 - mean) / std
-        x = start.clone().requires_grad_(True)
+        x = start_images(cfg.init, pools, ctx.ipc, generator, mean, std).requires_grad_(True)
         optimizer = torch.optim.SGD([x], lr=cfg.lr, momentum=cfg.momentum)
         # the real batch of class k takes owner k, its synthetic images owner k too: one draw per class
         real_owner = torch.arange(len(item.classes)).repeat_interleave(cfg.real_batch)
@@ -130,7 +125,7 @@ class DistributionMatching(Method):
         # one item can run for an hour on a CPU: its steps get their own bar (plain lines in a log)
         with steps(ctx.progress, f"distribution matching {item.key}", cfg.iterations, unit="step") as bar:
             for step in range(cfg.iterations):
-                network = self._network(spec, train, int(torch.randint(2**62, (1,), generator=generator)), ctx.device)
+                network = fresh_network(spec, train, generator, ctx.device).requires_grad_(False)
                 real = torch.cat([pool[torch.randint(len(pool), (cfg.real_batch,), generator=generator).to(ctx.device)] for pool in pools])
                 synthetic = x * std + mean
                 if cfg.augmentation == "dsa":
@@ -150,7 +145,18 @@ class DistributionMatching(Method):
         images = (x.detach() * std + mean).clamp(0, 1).cpu()
         return images, {"item": item.key, "final_loss": round(float(loss.detach()), 6)}
 
-    @staticmethod
-    def _network(spec, train: ImageSet, seed: int, device: torch.device) -> Classifier:
-        network = build_model(spec, train.num_classes, train.image_shape, train.mean, train.std, seed=seed)
-        return network.to(device).train().requires_grad_(False)
+
+def start_images(init: str, pools: list[torch.Tensor], ipc: int, generator: torch.Generator, mean: torch.Tensor,
+                 std: torch.Tensor) -> torch.Tensor:
+    """`ipc` images per class pool, class-major, in normalised units: random real images of the class, or noise."""
+    if init == "real":
+        start = torch.cat([pool[torch.randperm(len(pool), generator=generator)[:ipc].to(pool.device)] for pool in pools])
+        return (start - mean) / std
+    return torch.randn(len(pools) * ipc, *pools[0].shape[1:], generator=generator).to(mean.device)
+
+
+def fresh_network(spec, train: ImageSet, generator: torch.Generator, device: torch.device) -> Classifier:
+    """A newly initialised network in train mode, seeded from `generator`: matching methods draw one per iteration."""
+    network = build_model(spec, train.num_classes, train.image_shape, train.mean, train.std,
+                          seed=int(torch.randint(2**62, (1,), generator=generator)))
+    return network.to(device).train()
