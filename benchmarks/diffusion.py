@@ -4,6 +4,7 @@ DAP vs DAP + manifold projection, with accuracy, fidelity, diversity and cost (i
     python benchmarks/diffusion.py --quick                 # quick presets, IPC 1 and 10, 10 sampling steps
     python benchmarks/diffusion.py                         # hard-dsa + soft-kd, IPC 1/10/50 (hours on 2 cores)
     python benchmarks/diffusion.py --tune                  # DAP defaults, chosen on the validation split
+    python benchmarks/diffusion.py --choose-defaults       # MGD3 / ManifoldGD: ddkit default vs released settings (val)
     python benchmarks/diffusion.py --speed                 # s/image per method and ratio to plain sampling
     python benchmarks/diffusion.py --dit --device cuda     # DiT-XL/2-shaped random prior + SD-shaped VAE, 50 steps
 
@@ -73,6 +74,8 @@ TUNING = {
     "manifoldgd λ0.1": ("manifoldgd", {"mode_scale": 0.1}),
     "manifoldgd λ0.3": ("manifoldgd", {"mode_scale": 0.3}),
 }
+# ddkit's defaults and the released code's settings, compared on the validation split (--choose-defaults)
+DEFAULT_CHOICES = ("mgd3", "mgd3-reference", "manifoldgd", "manifoldgd-reference")
 EXTRACTORS = ("convnet-in", "mlp")  # took no part in synthesis or in the prior's quality check
 FIDELITY = "convnet-in"
 
@@ -170,15 +173,27 @@ def projection_norms(out: Path, variant: str = "manifoldgd", ipc: int = 10) -> s
 
 
 def tune(args, device: torch.device) -> str:
+    """DAP's and ManifoldGD's open choices on the validation split (`validation_scores`)."""
+    return validation_scores(args, device, TUNING, Path("benchmarks/runs/diffusion-tune"))
+
+
+def choose_defaults(args, device: torch.device) -> str:
+    """ddkit's MGD3 / ManifoldGD defaults against the released code's settings, on the validation split.
+
+    The sets are the accuracy runs' (`--out`, default benchmarks/runs/diffusion-reference), reused when made."""
+    candidates = {f"{name}-ipc10": VARIANTS[name] for name in DEFAULT_CHOICES}
+    return validation_scores(args, device, candidates, (args.out or Path("benchmarks/runs/diffusion-reference")) / "sets")
+
+
+def validation_scores(args, device: torch.device, candidates: dict, out: Path) -> str:
     """Each candidate: an IPC-10 set, one hard-dsa student (seed 0), accuracy on the validation split."""
     dataset = DatasetConfig()
     splits = load_dataset(dataset)
     preset = load_eval_preset("hard-dsa")
-    out = Path("benchmarks/runs/diffusion-tune")
     rows = []
     with make_progress() as progress:
         teachers = TeacherPool(splits, progress=progress, device=device)
-        for name, (method, options) in TUNING.items():
+        for name, (method, options) in candidates.items():
             folder = out / name.replace(" ", "_")
             result_path = folder / "val.json"
             if not result_path.exists():
@@ -283,6 +298,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--choose-defaults", action="store_true")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--dit", action="store_true")
     parser.add_argument("--dit-layers", type=int, default=28)
@@ -295,6 +311,8 @@ def main() -> None:
     if args.quick and args.steps is None:
         args.steps = 10
     sections = {"tune": ("diffusion-tune.md", "# DAP defaults, chosen on the validation split", tune),
+                "choose_defaults": ("diffusion-defaults.md", "# MGD3 / ManifoldGD defaults against the released settings, "
+                                    "on the validation split", choose_defaults),
                 "speed": ("diffusion-speed.md", "# Guided sampling cost (Fashion-MNIST prior)", speed),
                 "dit": ("diffusion-dit.md", "# Guided sampling cost with a DiT-XL/2-shaped prior", dit)}
     for flag, (name, title, run) in sections.items():
