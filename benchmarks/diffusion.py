@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from validation import validation_scores  # benchmarks/validation.py
 
 from ddkit.curves import read_rows
 from ddkit.data import DatasetConfig, load_dataset
@@ -32,14 +33,12 @@ from ddkit.diffusion.prior import Prior
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.evaluate.diversity import measure_diversity
 from ddkit.evaluate.fidelity import measure_fidelity
-from ddkit.evaluate.students import train_student
 from ddkit.methods import resolve_config
 from ddkit.methods.guided_diffusion import WorkItem, _Engine
 from ddkit.models.teachers import TeacherPool
 from ddkit.pipeline import make_set
 from ddkit.progress import make_progress
 from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json
-from ddkit.training import accuracy
 
 VARIANTS = {
     "random": ("random", {}),
@@ -174,39 +173,17 @@ def projection_norms(out: Path, variant: str = "manifoldgd", ipc: int = 10) -> s
 
 def tune(args, device: torch.device) -> str:
     """DAP's and ManifoldGD's open choices on the validation split (`validation_scores`)."""
-    return validation_scores(args, device, TUNING, Path("benchmarks/runs/diffusion-tune"))
+    candidates = {name: (method, with_steps(options, args.steps, method)) for name, (method, options) in TUNING.items()}
+    return validation_scores(candidates, Path("benchmarks/runs/diffusion-tune"), device)
 
 
 def choose_defaults(args, device: torch.device) -> str:
     """ddkit's MGD3 / ManifoldGD defaults against the released code's settings, on the validation split.
 
     The sets are the accuracy runs' (`--out`, default benchmarks/runs/diffusion-reference), reused when made."""
-    candidates = {f"{name}-ipc10": VARIANTS[name] for name in DEFAULT_CHOICES}
-    return validation_scores(args, device, candidates, (args.out or Path("benchmarks/runs/diffusion-reference")) / "sets")
-
-
-def validation_scores(args, device: torch.device, candidates: dict, out: Path) -> str:
-    """Each candidate: an IPC-10 set, one hard-dsa student (seed 0), accuracy on the validation split."""
-    dataset = DatasetConfig()
-    splits = load_dataset(dataset)
-    preset = load_eval_preset("hard-dsa")
-    rows = []
-    with make_progress() as progress:
-        teachers = TeacherPool(splits, progress=progress, device=device)
-        for name, (method, options) in candidates.items():
-            folder = out / name.replace(" ", "_")
-            result_path = folder / "val.json"
-            if not result_path.exists():
-                started = time.perf_counter()
-                distilled = make_set(method, with_steps(options, args.steps, method), 10, 0, splits, dataset, teachers, folder, progress)
-                seconds = time.perf_counter() - started
-                model = train_student(distilled.as_image_set(), preset, preset.student, 0, None, progress, device)
-                atomic_write_json(result_path, {"val_accuracy": round(accuracy(model, splits.val), 2), "synthesis_seconds": round(seconds, 1)})
-            result = read_json(result_path)
-            rows.append(f"| {name} | `{options}` | {result['val_accuracy']:.2f} | {result['synthesis_seconds']:.0f} |")
-    return "\n".join(["One student per candidate (seed 0, identical training randomness), so differences of about a point "
-                      "are within the spread of students across seeds (0.3–1.8 points at IPC 10).", "",
-                      "| candidate | options | val top-1 (hard-dsa, seed 0) | synthesis s |", "|---|---|---|---|", *rows])
+    candidates = {f"{name}-ipc10": (VARIANTS[name][0], with_steps(VARIANTS[name][1], args.steps, VARIANTS[name][0]))
+                  for name in DEFAULT_CHOICES}
+    return validation_scores(candidates, (args.out or Path("benchmarks/runs/diffusion-reference")) / "sets", device)
 
 
 def _median_seconds(fn, repeats: int, device: torch.device) -> list[float]:
