@@ -9,9 +9,11 @@ DAP vs DAP + manifold projection, with accuracy, fidelity, diversity and cost (i
     python benchmarks/diffusion.py --dit --device cuda     # DiT-XL/2-shaped random prior + SD-shaped VAE, 50 steps
 
 Accuracy runs accumulate in a run directory (default benchmarks/runs/diffusion[-quick]) and
-resume; `--write` puts each table in benchmarks/results/diffusion*.md. Every guided method uses
-the same prior, sampler (DDIM, 50 steps, CFG 2) and initial noise per sample as plain sampling,
-so the rows differ only in their guidance.
+resume; `--write` puts each table in benchmarks/results/diffusion*.md. The `mgd3` / `manifoldgd`
+variants pin the methods' earlier defaults, so that every guided variant without `-reference` uses the
+same prior, sampler (DDIM, 50 steps, CFG 2) and initial noise per sample as plain sampling and the
+rows differ only in their guidance; the `-reference` variants are the released settings, now the
+methods' defaults.
 """
 
 from __future__ import annotations
@@ -40,11 +42,14 @@ from ddkit.pipeline import make_set
 from ddkit.progress import make_progress
 from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_json
 
+# MGD3 / ManifoldGD defaults before issue 14 chose the released settings on the validation split.
+EARLIER_MODE_GUIDANCE = {"sampler": {"scheduler": "ddim", "cfg_scale": 2.0}, "mode_step": "noise", "mode_window": [0.0, 0.5]}
+EARLIER_MANIFOLDGD = {**EARLIER_MODE_GUIDANCE, "project": True, "manifold_scale": 0.0}
 VARIANTS = {
     "random": ("random", {}),
     "diffusion": ("diffusion", {}),
-    "mgd3": ("mgd3", {}),
-    "manifoldgd": ("manifoldgd", {}),
+    "mgd3": ("mgd3", EARLIER_MODE_GUIDANCE),
+    "manifoldgd": ("manifoldgd", EARLIER_MANIFOLDGD),
     "dap": ("dap", {}),
     "dap+manifold": ("dap", {"project": True}),
     # The released code's sampler (DiT gaussian_diffusion, 50 DDPM steps, CFG 4) and guidance:
@@ -70,8 +75,8 @@ TUNING = {
     "dap γ0.1 first half": ("dap", {"kernel_scale": 0.1, "kernel_window": [0.0, 0.5]}),
     "dap γ0.1 rbf": ("dap", {"kernel_scale": 0.1, "kernel": "rbf", "kernel_window": ALL_STEPS}),
     "dap γ1 unnormalised": ("dap", {"kernel_scale": 1.0, "kernel_normalise": "none", "kernel_window": ALL_STEPS}),
-    "manifoldgd λ0.1": ("manifoldgd", {"mode_scale": 0.1}),
-    "manifoldgd λ0.3": ("manifoldgd", {"mode_scale": 0.3}),
+    "manifoldgd λ0.1": ("manifoldgd", {**EARLIER_MANIFOLDGD, "mode_scale": 0.1}),
+    "manifoldgd λ0.3": ("manifoldgd", {**EARLIER_MANIFOLDGD, "mode_scale": 0.3}),
 }
 # ddkit's defaults and the released code's settings, compared on the validation split (--choose-defaults)
 DEFAULT_CHOICES = ("mgd3", "mgd3-reference", "manifoldgd", "manifoldgd-reference")
@@ -86,7 +91,7 @@ def stamp(device: torch.device) -> str:
 
 
 def with_steps(options: dict, steps: int | None, method: str) -> dict:
-    return options if steps is None or method == "random" else {**options, "sampler": {"steps": steps}}
+    return options if steps is None or method == "random" else {**options, "sampler": {**options.get("sampler", {}), "steps": steps}}
 
 
 def accuracy_runs(args, out: Path, presets: list[str], ipcs: list[int], device: torch.device) -> None:
@@ -206,7 +211,8 @@ def timing_table(prior: Prior, train: ImageSet, variants: dict, batch: int, step
     for name, (method, options) in variants.items():
         if method == "random":
             continue
-        cfg = resolve_config(method, {**options, "sampler": {"steps": steps, "cfg_scale": cfg_scale}, "batch": batch})
+        cfg = resolve_config(method, {**options, "sampler": {**options.get("sampler", {}), "steps": steps, "cfg_scale": cfg_scale},
+                                       "batch": batch})
         engine = _Engine(cfg, prior, train, seed=0, ipc=batch)
         engine.run(WorkItem(0, tuple(range(batch))), 0)  # warm-up; also computes modes and real references
         engines[name] = engine

@@ -27,6 +27,17 @@ def test_build_nested_and_coerces_int_to_float():
     assert cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float) and cfg.sizes == [1, 2]
 
 
+@dataclass(frozen=True)
+class OuterWithItsOwnInner(Outer):
+    inner: Inner = field(default_factory=lambda: Inner(rate=0.5, mode="b"))
+
+
+def test_a_partial_nested_mapping_keeps_the_fields_own_default_for_what_it_leaves_out():
+    cfg = build(OuterWithItsOwnInner, {"name": "x", "inner": {"rate": 2}})
+    assert cfg.inner == Inner(rate=2.0, mode="b")
+    assert build(Outer, {"name": "x", "inner": {"rate": 2}}).inner == Inner(rate=2.0, mode="a")
+
+
 @pytest.mark.parametrize(
     "data, message",
     [

@@ -133,7 +133,7 @@ def build(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
             f"unknown key {_join(where, unknown[0])!r}; valid keys: {', '.join(sorted(fields))}"
         )
     hints = get_type_hints(cls)
-    kwargs = {name: _coerce(hints[name], value, _join(where, name)) for name, value in data.items()}
+    kwargs = {name: _coerce(hints[name], _over_default(fields[name], value), _join(where, name)) for name, value in data.items()}
     missing = [
         name
         for name, f in fields.items()
@@ -147,6 +147,16 @@ def build(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
         return cls(**kwargs)
     except ValueError as err:
         raise DDKitError(f"{where or cls.__name__}: {err}") from None
+
+
+def _over_default(f: dataclasses.Field, value: Any) -> Any:
+    """A partial mapping for a nested config fills in from the field's own default, not the nested
+    class's: a method whose default sampler differs keeps it when an option sets only `steps`."""
+    if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+        if dataclasses.is_dataclass(default):
+            return merge(to_dict(default), value)
+    return value
 
 
 def to_dict(config: Any) -> dict[str, Any]:
