@@ -9,7 +9,8 @@ against the reference code.
     python benchmarks/matching.py --speed --method dc --reference DIR   # ddkit's dc vs main.py's DSA loop
 
 Sets accumulate in a run directory (default benchmarks/runs/matching[-quick]) and resume; `--write`
-puts the table in benchmarks/results/matching.md (`--speed --write`: matching-speed.md, or
+puts the table in benchmarks/results/matching.md and each set's image grid in
+benchmarks/results/matching-grids/ (`--speed --write`: matching-speed.md, or
 gradient-matching-speed.md for `--method dc`).
 
 The speed mode times both implementations side by side in one process, alternating, on the same
@@ -31,12 +32,14 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ddkit.data import DatasetConfig, load_dataset
+from ddkit.data.distilled import DistilledSet
 from ddkit.devices import device_label, resolve_device
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.methods import SynthesisContext, synthesize
 from ddkit.models.teachers import TeacherPool
 from ddkit.pipeline import make_set
 from ddkit.progress import make_progress
+from ddkit.report.figures import save_grid
 from ddkit.runs import atomic_write_text, environment, read_json
 
 REFERENCE_NET = "convnet(width=128,depth=3,norm=instance,dc_stem=true)"
@@ -235,6 +238,9 @@ def main() -> None:
     print(report)
     if args.write:
         atomic_write_text(Path("benchmarks/results/matching.md"), report)
+        for folder in sorted((out / "sets").glob("*-*-ipc*")):  # the sets as pictures, next to the table
+            if (folder / "manifest.json").exists():
+                save_grid(DistilledSet.load(folder), Path("benchmarks/results/matching-grids") / f"{folder.name}.png", folder.name)
 
 
 if __name__ == "__main__":
