@@ -139,7 +139,6 @@ class GradientMatching(Method):
         checkpoint = Path(ctx.workdir) / f"{item.key}.checkpoint.safetensors" if ctx.workdir else None
         done = _resume(checkpoint, fingerprint, x, optimizer, generator)
         labels = torch.arange(classes, device=ctx.device).repeat_interleave(ctx.ipc)
-        same_draw = torch.zeros(cfg.real_batch + ctx.ipc, dtype=torch.long)  # DSA siamese: one draw for a class's real + synthetic
         curves, every = ctx.curves.child(f"dc/{item.key}"), log_interval(cfg.iterations)
         with steps(ctx.progress, f"gradient matching ({outer_loop} × {inner_loop} loops)", cfg.iterations, unit="iteration") as bar:
             for _ in range(done):
@@ -151,17 +150,7 @@ class GradientMatching(Method):
                 chunk = cfg.real_batch if ctx.device.type == "cuda" or batch_norm else CPU_CHUNK
                 network_optimizer = torch.optim.SGD(parameters, lr=cfg.network_lr)
                 for outer in range(outer_loop):
-                    loss = x.new_zeros(())
-                    for c, pool in enumerate(pools):
-                        real = pool[torch.randint(len(pool), (cfg.real_batch,), generator=generator).to(ctx.device)]
-                        synthetic = x[c * ctx.ipc:(c + 1) * ctx.ipc] * std + mean
-                        if cfg.augmentation == "dsa":
-                            both = dsa_siamese(torch.cat([real, synthetic]), stats, generator, same_draw)
-                            real, synthetic = both[:cfg.real_batch], both[cfg.real_batch:]
-                        real_gradient = mean_loss_gradient(network, parameters, real, c, chunk)
-                        synthetic_gradient = torch.autograd.grad(F.cross_entropy(network(synthetic), labels[:ctx.ipc] + c),
-                                                                 parameters, create_graph=True)
-                        loss = loss + gradient_distance(real_gradient, list(synthetic_gradient))
+                    loss = self._matching_loss(network, parameters, x * std + mean, pools, stats, generator, chunk)
                     if not torch.isfinite(loss):
                         raise DDKitError(f"gradient matching loss became {loss.item()} at iteration {iteration + 1}; check the "
                                          f"training images for NaN or infinite pixels, or lower the lr (now {cfg.lr})")
@@ -169,7 +158,7 @@ class GradientMatching(Method):
                     if outer < outer_loop - 1:
                         self._train_network(network, network_optimizer, x.detach() * std + mean, labels, inner_loop, stats, generator)
                 if (iteration + 1) % every == 0:
-                    curves.log(iteration + 1, loss=loss.detach() / outer_loop)
+                    curves.log(iteration + 1, loss=loss.detach())  # the iteration's last matching step
                 if checkpoint is not None and (iteration + 1) % cfg.checkpoint_every == 0 and iteration + 1 < cfg.iterations:
                     _save_checkpoint(checkpoint, fingerprint, iteration + 1, x, optimizer, generator)
                 bar.advance()
@@ -178,6 +167,23 @@ class GradientMatching(Method):
             checkpoint.unlink(missing_ok=True)
         images = (x.detach() * std + mean).clamp(0, 1).cpu()
         return images, {"item": item.key, "loops": [outer_loop, inner_loop], "final_loss": round(float(loss.detach()), 6)}
+
+    def _matching_loss(self, network: nn.Module, parameters: list[torch.Tensor], synthetic: torch.Tensor,
+                       pools: list[torch.Tensor], stats, generator: torch.Generator, chunk: int) -> torch.Tensor:
+        """Σ over classes of the distance between the gradients on a real batch and on the class's synthetic images."""
+        cfg, ipc = self.config, len(synthetic) // len(pools)
+        same_draw = torch.zeros(cfg.real_batch + ipc, dtype=torch.long)  # DSA siamese: one draw for a class's real + synthetic
+        loss = synthetic.new_zeros(())
+        for c, pool in enumerate(pools):
+            real = pool[torch.randint(len(pool), (cfg.real_batch,), generator=generator).to(pool.device)]
+            mine = synthetic[c * ipc:(c + 1) * ipc]
+            if cfg.augmentation == "dsa":
+                both = dsa_siamese(torch.cat([real, mine]), stats, generator, same_draw)
+                real, mine = both[:cfg.real_batch], both[cfg.real_batch:]
+            targets = torch.full((ipc,), c, device=mine.device)
+            mine_gradient = torch.autograd.grad(F.cross_entropy(network(mine), targets), parameters, create_graph=True)
+            loss = loss + gradient_distance(mean_loss_gradient(network, parameters, real, c, chunk), list(mine_gradient))
+        return loss
 
     def _train_network(self, network, optimizer, images: torch.Tensor, labels: torch.Tensor, epochs: int, stats,
                        generator: torch.Generator) -> None:
