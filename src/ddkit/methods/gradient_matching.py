@@ -163,8 +163,7 @@ class GradientMatching(Method):
                     _save_checkpoint(checkpoint, fingerprint, iteration + 1, x, optimizer, generator)
                 bar.advance()
         curves.close()
-        if checkpoint is not None:
-            checkpoint.unlink(missing_ok=True)
+        _remove_checkpoint(checkpoint, fingerprint)
         images = (x.detach() * std + mean).clamp(0, 1).cpu()
         return images, {"item": item.key, "loops": [outer_loop, inner_loop], "final_loss": round(float(loss.detach()), 6)}
 
@@ -205,17 +204,30 @@ def _save_checkpoint(path: Path, fingerprint: str, done: int, x: torch.Tensor, o
     atomic_write_tensors(path, tensors, {"fingerprint": fingerprint, "done": str(done)})
 
 
+def _checkpoint_of(path: Optional[Path], fingerprint: str) -> Optional[tuple[dict, dict]]:
+    """The tensors and metadata of this configuration's checkpoint at `path`, if there is a readable one."""
+    if path is None or not path.exists():
+        return None
+    try:
+        tensors, meta = read_tensors(path)
+    except Exception:  # truncated by a crash, or not a safetensors file: not ours to trust
+        return None
+    return (tensors, meta) if meta.get("fingerprint") == fingerprint else None
+
+
+def _remove_checkpoint(path: Optional[Path], fingerprint: str) -> None:
+    """Delete the finished run's checkpoint: only a file that carries this configuration's fingerprint."""
+    if _checkpoint_of(path, fingerprint) is not None:
+        path.unlink()
+
+
 def _resume(path: Optional[Path], fingerprint: str, x: torch.Tensor, optimizer: torch.optim.Optimizer,
             generator: torch.Generator) -> int:
     """Iterations an interrupted run of the same configuration finished (restoring its state), else 0."""
-    if path is None or not path.exists():
+    found = _checkpoint_of(path, fingerprint)
+    if found is None:
         return 0
-    try:
-        tensors, meta = read_tensors(path)
-    except Exception:  # truncated by a crash: start over rather than trust it
-        return 0
-    if meta.get("fingerprint") != fingerprint:
-        return 0
+    tensors, meta = found
     with torch.no_grad():
         x.copy_(tensors["images"])
     if "momentum" in tensors:

@@ -5,8 +5,9 @@ MGD3: Chan-Santiago et al., ICML 2025 (k-means modes, +λσ_t(m_j − x̂₀) fo
 ManifoldGD: CVPR 2026 (bisecting k-means modes; the mode term projected onto the local tangent
 space of the noisy data manifold, `project`; the released code instead pulls x_t toward the plane
 of a noised cloud around the mode, `manifold_scale`, which is the default). Both default to the
-released code's sampler (DDPM 50, CFG 4); plain sampling and DAP to DDIM 50, CFG 2. DAP: ICLR 2026 (descend a Mercer-kernel distance between the
-diffusion network's own intermediate features of x_t and of real class samples noised to t).
+released code's sampler (DDPM 50, CFG 4); plain sampling and DAP to DDIM 50, CFG 2.
+DAP: ICLR 2026 (descend a Mercer-kernel distance between the diffusion network's own
+intermediate features of x_t and of real class samples noised to t).
 The terms live in `ddkit.diffusion.guidance` / `ddkit.diffusion.manifold`; here they are
 composed from config, so e.g. DAP + the manifold projection is `--project=true` on `dap`.
 
