@@ -79,6 +79,29 @@ def test_dap_direction_lowers_the_kernel_distance(unet_prior):
         assert after < before, kernel
 
 
+def test_dap_with_a_pool_per_sample_draws_each_samples_references_from_its_own_pool(unet_prior):
+    generator = torch.Generator().manual_seed(4)
+    pools = [torch.randn(5, 1, 8, 8, generator=generator) + shift for shift in (-3.0, 3.0)]
+    term = KernelGuidance(find_layer(unet_prior.model, "mid_block"), pools, per_step=6, normalise="none")
+    x = torch.randn(2, 1, 8, 8, generator=generator)
+    state = _state(unet_prior, x, t=1)  # nearly clean references, so the pools stay apart in feature space
+    reference = term.reference(state)
+    assert reference.shape[:2] == (2, 6)
+    own = [KernelGuidance(term.layer, pool).reference(state).mean(0) for pool in pools]
+    for row, centre, other in zip(reference.mean(1), own, reversed(own)):
+        assert (row - centre).norm() < (row - other).norm()
+    direction = term.direction(_state(unet_prior, x, t=1, generator=torch.Generator().manual_seed(0)))
+    assert term.loss(state, x + 1e-3 * direction / direction.norm(), reference) < term.loss(state, x, reference)
+
+
+def test_kernel_distance_to_own_references_matches_each_row_against_a_shared_set():
+    features, references = torch.randn(3, 7), torch.randn(3, 4, 7)
+    for kernel in ("linear", "rbf"):
+        own = kernel_distance(features, references, kernel)
+        rows = torch.cat([kernel_distance(features[b:b + 1], references[b], kernel) for b in range(3)])
+        assert torch.allclose(own, rows, atol=1e-6), kernel
+
+
 def test_rms_normalised_dap_step_has_the_size_of_the_noise(unet_prior):
     real = torch.randn(16, 1, 8, 8)
     term = KernelGuidance(find_layer(unet_prior.model, "mid_block"), real, per_step=4)

@@ -61,13 +61,24 @@ def layer_features(prior: Prior, layer: nn.Module, x: torch.Tensor, t: int, cond
 
 def kernel_distance(features: torch.Tensor, reference: torch.Tensor, kernel: Literal["linear", "rbf"]) -> torch.Tensor:
     """(B, N) distances in the kernel's feature space: ‖φ(a) − φ(b)‖ for the linear kernel,
-    √(2 − 2k(a, b)) for the RBF kernel with the median-distance bandwidth of the reference set."""
-    squared = (features.unsqueeze(1) - reference.unsqueeze(0)).pow(2).sum(-1)
+    √(2 − 2k(a, b)) for the RBF kernel with the median-distance bandwidth of the reference set.
+    `reference` is (N, D), shared by every row of `features`, or (B, N, D), each row its own."""
+    own = reference if reference.ndim == 3 else reference.unsqueeze(0)
+    squared = (features.unsqueeze(1) - own).pow(2).sum(-1)
     if kernel == "linear":
         return (squared + 1e-12).sqrt()
     with torch.no_grad():
-        pairwise = torch.cdist(reference, reference).pow(2)
-        off_diagonal = pairwise[~torch.eye(len(reference), dtype=torch.bool, device=pairwise.device)]
-        bandwidth = off_diagonal.median().clamp_min(1e-12) if off_diagonal.numel() else squared.detach().median().clamp_min(1e-12)
+        bandwidth = median_squared_distance(own, squared)
     similarity = torch.exp(-squared / (2 * bandwidth))
     return (2 - 2 * similarity + 1e-12).sqrt()
+
+
+def median_squared_distance(reference: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """(R, 1): the median squared distance between distinct points of each of the R reference sets;
+    with one point per set, the median of `fallback` (the distances to the features)."""
+    sets, count = reference.shape[:2]
+    if count < 2:
+        return fallback.median().clamp_min(1e-12).expand(sets, 1)
+    pairwise = torch.cdist(reference, reference).pow(2)
+    off_diagonal = pairwise[:, ~torch.eye(count, dtype=torch.bool, device=pairwise.device)]
+    return off_diagonal.median(dim=1).values.clamp_min(1e-12).unsqueeze(1)

@@ -49,20 +49,30 @@ def rms_normalise(grad: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 class KernelGuidance(GuidanceTerm):
-    """DAP: descend the mean kernel distance between φ(x_t, t) and φ(x_n, t) of real class samples."""
+    """DAP: descend the mean kernel distance between φ(x_t, t) and φ(x_n, t) of real class samples.
+
+    `real` is one pool of real samples shared by the batch (the paper), or one pool per sample
+    (each IPC index its own cluster of the class), so that the samples are not all pulled toward
+    the same references."""
 
     def __init__(
-        self, layer: nn.Module, real: torch.Tensor, scale: float = 1.0, window: Sequence[float] = (0.0, 1.0),
+        self, layer: nn.Module, real: torch.Tensor | Sequence[torch.Tensor], scale: float = 1.0, window: Sequence[float] = (0.0, 1.0),
         kernel: Literal["linear", "rbf"] = "linear", per_step: int = 16, normalise: Literal["rms", "none"] = "rms",
     ) -> None:
         super().__init__(scale, window)
         self.layer, self.real, self.kernel, self.per_step, self.normalise = layer, real, kernel, per_step, normalise
 
     def reference(self, state: StepState) -> torch.Tensor:
-        picks = torch.randperm(len(self.real), generator=state.generator)[: self.per_step]
-        noisy = state.prior.add_noise(self.real[picks].to(state.x), state.t, state.generator)
+        """φ of `per_step` noised real samples: (N, D) from the shared pool, or (B, N, D) from each
+        sample's own pool (drawn with replacement, as a cluster may hold fewer than N)."""
+        if isinstance(self.real, torch.Tensor):
+            picks = self.real[torch.randperm(len(self.real), generator=state.generator)[: self.per_step]]
+        else:
+            picks = torch.cat([pool[torch.randint(len(pool), (self.per_step,), generator=state.generator)] for pool in self.real])
+        noisy = state.prior.add_noise(picks.to(state.x), state.t, state.generator)
         with torch.no_grad():
-            return layer_features(state.prior, self.layer, noisy, state.t, first_condition(state.cond, len(noisy)))
+            features = layer_features(state.prior, self.layer, noisy, state.t, first_condition(state.cond, len(noisy)))
+        return features if isinstance(self.real, torch.Tensor) else features.view(len(self.real), self.per_step, -1)
 
     def loss(self, state: StepState, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         features = layer_features(state.prior, self.layer, x, state.t, state.cond)

@@ -82,6 +82,7 @@ class GuidedDiffusionConfig:
     kernel_real: int = 16  # real samples x_n drawn per guided step
     kernel_window: list[float] = field(default_factory=lambda: [0.0, 1.0])  # [start, end) fractions of the steps where kernel guidance acts
     kernel_normalise: Literal["rms", "none"] = "rms"  # rms: scale the kernel gradient to the noise level σ_t; none: raw gradient
+    kernel_references: Literal["class", "mode"] = "class"  # class: each sample draws x_n from the whole class; mode: sample j from its mode's cluster
     # tangent-space projection (ManifoldGD); wraps every active term
     project: bool = False  # project every active term onto the local tangent space of the noisy data (ManifoldGD)
     tangent_dims: int = 8  # d: principal directions spanning the tangent space
@@ -210,10 +211,12 @@ class _Engine:
             neighbourhoods.append([real[modes.members[j]] for j in item.indices])
         if cfg.kernel_scale:
             real = self.real(item.label)
+            pools = ([real[self.modes(item.label).members[j]] for j in item.indices] if cfg.kernel_references == "mode"
+                     else [real] * len(item.indices))
             layer = find_layer(self.prior.model, cfg.feature_layer or default_feature_layer(self.prior.model))
-            terms.append(KernelGuidance(layer, real, cfg.kernel_scale, cfg.kernel_window, cfg.kernel, cfg.kernel_real,
-                                        cfg.kernel_normalise))
-            neighbourhoods.append([real] * len(item.indices))  # DAP has no modes: the whole class is the neighbourhood
+            terms.append(KernelGuidance(layer, pools if cfg.kernel_references == "mode" else real, cfg.kernel_scale, cfg.kernel_window,
+                                        cfg.kernel, cfg.kernel_real, cfg.kernel_normalise))
+            neighbourhoods.append(pools)
         if cfg.project:
             terms = [TangentProjection(term, members, cfg.tangent_dims, cfg.neighbours, cfg.neighbours_final, cfg.projection)
                      for term, members in zip(terms, neighbourhoods)]
