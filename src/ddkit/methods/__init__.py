@@ -12,6 +12,7 @@ from ddkit.methods import (  # noqa: E402,F401
     kcenter,
     prism_dfkd,
     random_subset,
+    rded,
 )
 from ddkit.methods.base import (
     METHODS,
