@@ -4,6 +4,7 @@ DAP vs DAP + manifold projection, with accuracy, fidelity, diversity and cost (i
     python benchmarks/diffusion.py --quick                 # quick presets, IPC 1 and 10, 10 sampling steps
     python benchmarks/diffusion.py                         # hard-dsa + soft-kd, IPC 1/10/50 (hours on 2 cores)
     python benchmarks/diffusion.py --tune                  # DAP defaults, chosen on the validation split
+    python benchmarks/diffusion.py --tune --candidates plain "dap γ1 per-mode"   # some of them
     python benchmarks/diffusion.py --choose-defaults       # MGD3 / ManifoldGD: ddkit default vs released settings (val)
     python benchmarks/diffusion.py --speed                 # s/image per method and ratio to plain sampling
     python benchmarks/diffusion.py --dit --device cuda     # DiT-XL/2-shaped random prior + SD-shaped VAE, 50 steps
@@ -45,13 +46,15 @@ from ddkit.runs import atomic_write_json, atomic_write_text, environment, read_j
 # MGD3 / ManifoldGD defaults before issue 14 chose the released settings on the validation split.
 EARLIER_MODE_GUIDANCE = {"sampler": {"scheduler": "ddim", "cfg_scale": 2.0}, "mode_step": "noise", "mode_window": [0.0, 0.5]}
 EARLIER_MANIFOLDGD = {**EARLIER_MODE_GUIDANCE, "project": True, "manifold_scale": 0.0}
+EARLIER_DAP = {"kernel_references": "class"}  # before issue 14: every sample drew from the whole class
 VARIANTS = {
     "random": ("random", {}),
     "diffusion": ("diffusion", {}),
     "mgd3": ("mgd3", EARLIER_MODE_GUIDANCE),
     "manifoldgd": ("manifoldgd", EARLIER_MANIFOLDGD),
-    "dap": ("dap", {}),
-    "dap+manifold": ("dap", {"project": True}),
+    "dap": ("dap", EARLIER_DAP),
+    "dap+manifold": ("dap", {**EARLIER_DAP, "project": True}),
+    "dap-modes": ("dap", {"kernel_references": "mode"}),  # the default since issue 14
     # The released code's sampler (DiT gaussian_diffusion, 50 DDPM steps, CFG 4) and guidance:
     # MGD3's step λ·std_t(m − x̂₀) for t > 25 of 50 (24 steps), ManifoldGD's bisecting leaves and
     # the pull toward the plane of a 300-point noised cloud (K 12, d 3, radius 2r → r over the
@@ -68,13 +71,18 @@ VARIANTS = {
 ALL_STEPS = [0.0, 1.0]
 TUNING = {
     "plain": ("diffusion", {}),
-    "dap γ0.03": ("dap", {"kernel_scale": 0.03, "kernel_window": ALL_STEPS}),
-    "dap γ0.1": ("dap", {"kernel_scale": 0.1, "kernel_window": ALL_STEPS}),
-    "dap γ0.3": ("dap", {"kernel_scale": 0.3, "kernel_window": ALL_STEPS}),
-    "dap γ1": ("dap", {"kernel_scale": 1.0, "kernel_window": ALL_STEPS}),
-    "dap γ0.1 first half": ("dap", {"kernel_scale": 0.1, "kernel_window": [0.0, 0.5]}),
-    "dap γ0.1 rbf": ("dap", {"kernel_scale": 0.1, "kernel": "rbf", "kernel_window": ALL_STEPS}),
-    "dap γ1 unnormalised": ("dap", {"kernel_scale": 1.0, "kernel_normalise": "none", "kernel_window": ALL_STEPS}),
+    "dap γ0.03": ("dap", {**EARLIER_DAP, "kernel_scale": 0.03, "kernel_window": ALL_STEPS}),
+    "dap γ0.1": ("dap", {**EARLIER_DAP, "kernel_scale": 0.1, "kernel_window": ALL_STEPS}),
+    "dap γ0.3": ("dap", {**EARLIER_DAP, "kernel_scale": 0.3, "kernel_window": ALL_STEPS}),
+    "dap γ1": ("dap", {**EARLIER_DAP, "kernel_scale": 1.0, "kernel_window": ALL_STEPS}),
+    "dap γ0.1 first half": ("dap", {**EARLIER_DAP, "kernel_scale": 0.1, "kernel_window": [0.0, 0.5]}),
+    "dap γ0.1 rbf": ("dap", {**EARLIER_DAP, "kernel_scale": 0.1, "kernel": "rbf", "kernel_window": ALL_STEPS}),
+    "dap γ1 unnormalised": ("dap", {**EARLIER_DAP, "kernel_scale": 1.0, "kernel_normalise": "none", "kernel_window": ALL_STEPS}),
+    # issue 14: each IPC index draws its references from its own k-means cluster of the class
+    "dap γ0.1 per-mode": ("dap", {"kernel_references": "mode"}),
+    "dap γ0.3 per-mode": ("dap", {"kernel_references": "mode", "kernel_scale": 0.3}),
+    "dap γ1 per-mode": ("dap", {"kernel_references": "mode", "kernel_scale": 1.0}),
+    "dap γ1 per-mode all steps": ("dap", {"kernel_references": "mode", "kernel_scale": 1.0, "kernel_window": ALL_STEPS}),
     "manifoldgd λ0.1": ("manifoldgd", {**EARLIER_MANIFOLDGD, "mode_scale": 0.1}),
     "manifoldgd λ0.3": ("manifoldgd", {**EARLIER_MANIFOLDGD, "mode_scale": 0.3}),
 }
@@ -178,8 +186,26 @@ def projection_norms(out: Path, variant: str = "manifoldgd", ipc: int = 10) -> s
 
 def tune(args, device: torch.device) -> str:
     """DAP's and ManifoldGD's open choices on the validation split (`validation_scores`)."""
-    candidates = {name: (method, with_steps(options, args.steps, method)) for name, (method, options) in TUNING.items()}
-    return validation_scores(candidates, Path("benchmarks/runs/diffusion-tune"), device)
+    candidates = {name: (method, with_steps(options, args.steps, method)) for name, (method, options) in TUNING.items()
+                  if not args.candidates or name in args.candidates}
+    out = Path("benchmarks/runs/diffusion-tune")
+    return "\n\n".join([validation_scores(candidates, out, device), collapse_table(out, list(candidates), device)])
+
+
+def collapse_table(out: Path, names: list[str], device: torch.device) -> str:
+    """Precision / recall / coverage of the candidates' sets, as in the accuracy tables: DAP's
+    collapse shows as low recall. A diagnostic beside the validation score, never the criterion."""
+    from ddkit.data.distilled import DistilledSet
+
+    splits = load_dataset(DatasetConfig())
+    extractor = TeacherPool(splits, device=device)(FIDELITY)
+    lines = [f"Fidelity of the same sets ({FIDELITY} features, k = 5, as in diffusion.md):", "",
+             "| candidate | precision | recall | coverage |", "|---|---|---|---|"]
+    for name in names:
+        folder = out / name.replace(" ", "_")
+        record = measure_fidelity(DistilledSet.load(folder), folder, splits.train, splits.test, {FIDELITY: extractor})[0]
+        lines.append(f"| {name} | {record['precision']:.3f} | {record['recall']:.3f} | {record['coverage']:.3f} |")
+    return "\n".join(lines)
 
 
 def choose_defaults(args, device: torch.device) -> str:
@@ -281,6 +307,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--candidates", nargs="+", choices=list(TUNING), help="--tune: only these candidates (default: all)")
     parser.add_argument("--choose-defaults", action="store_true")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--dit", action="store_true")
@@ -289,6 +316,7 @@ def main() -> None:
     parser.add_argument("--dit-real", type=int, default=64, help="random 256-px 'real' images per class for modes / DAP")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--results", default="diffusion.md", help="results file the accuracy table goes to under --write")
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.quick and args.steps is None:
@@ -323,7 +351,7 @@ def main() -> None:
         projection_norms(out), ""])
     print(report)
     if args.write:
-        atomic_write_text(Path("benchmarks/results/diffusion.md"), report)
+        atomic_write_text(Path("benchmarks/results") / args.results, report)
         write_grids(out, args.variants)
 
 

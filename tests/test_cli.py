@@ -128,17 +128,17 @@ def test_synthesize_evaluate_cross_architecture_and_report(tmp_path, cli):
 
 
 def test_guided_diffusion_from_the_command_line(tmp_path, cli):
-    """squeeze-prior, then a DAP set with per-mode references and the manifold projection, then its fidelity."""
+    """squeeze-prior, then a DAP set with the paper's shared references and the manifold projection, then its fidelity."""
     common = ["--dataset.train_per_class=20", "--cache", str(tmp_path / "cache")]
     printed = cli.ok("squeeze-prior", "test-unet", *common, "--device", "cpu")
     assert "prior test-unet-" in printed and "agreement" in printed
     out = tmp_path / "dap"
     cli.ok("synthesize", "dap", "--ipc", "2", "--out", str(out), *common, "--prior=test-unet",
            "--sampler.steps=3", "--project=true", "--neighbours=12", "--neighbours_final=6", "--tangent_dims=2",
-           "--kernel_references=mode")
+           "--kernel_references=class")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["meta"]["method"] == "dap" and manifest["meta"]["config"]["project"] is True
-    assert manifest["meta"]["config"]["kernel_references"] == "mode"
+    assert manifest["meta"]["config"]["kernel_references"] == "class"
     assert (out / "images" / "0009_Ankle_boot" / "00001.png").exists()
     guidance = sorted(p.name for p in (out / "curves" / "guidance").glob("*.csv"))  # moved in with the set
     assert len(guidance) == 10 and guidance[0] == "c0000-i00000-00001.csv" and not out.with_name("dap.partial").exists()
