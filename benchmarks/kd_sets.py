@@ -38,6 +38,10 @@ CANDIDATES = {
     "rded factor 2": ("rded", {"factor": 2}),
     "rded crops 50-100%": ("rded", {"crop_scale": [0.5, 1.0]}),
     "rded whole images": ("rded", {"crop_scale": [1.0, 1.0], "crops": 1}),
+    # issue 14: less typical images, for a student that learns from the teacher's soft labels
+    "whole images, median band": ("rded", {"crop_scale": [1.0, 1.0], "crops": 1, "band": 0.5}),
+    "whole images, band 0.9": ("rded", {"crop_scale": [1.0, 1.0], "crops": 1, "band": 0.9}),
+    "rded, median band": ("rded", {"band": 0.5}),
 }
 
 

@@ -11,6 +11,9 @@ def test_each_candidate_competes_with_its_best_crop_and_the_lowest_are_kept():
                            [0.1, 0.8, 2.0, 0.6]])  # (crops, candidates)
     chosen, crop = most_typical(losses, 3)
     assert chosen.tolist() == [0, 1, 3] and crop.tolist() == [1, 0, 0]
+    least, _ = most_typical(losses, 2, band=1.0)
+    middle, _ = most_typical(losses, 2, band=0.5)
+    assert least.tolist() == [3, 2] and middle.tolist() == [1, 3]
 
 
 def test_crops_are_squares_of_the_source_inside_the_image():

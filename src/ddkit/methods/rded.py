@@ -6,7 +6,9 @@ crop, area fraction in `crop_scale`), keep each image's crop with the lowest tea
 for the class, then the `ipc · factor²` lowest of those, and tile them factor × factor at
 1/factor of the image size. A set made for soft labels: the student learns the teacher's view of
 each crop. The released code is the spec (LINs-lab/RDED, synthesize/); its CIFAR-10 ConvNet-3
-script uses factor 1, 5 crops, 300 candidates, our defaults.
+script uses factor 1, 5 crops, 300 candidates, our defaults. `band` > 0 keeps less typical crops
+instead (ddkit's option, to test whether a soft-label student learns more from images the
+teacher is less sure of).
 
 | released code                        | here                                  |
 |--------------------------------------|---------------------------------------|
@@ -41,10 +43,13 @@ class RDEDConfig:
     crops: int = 5  # random crops cut from each candidate; its most typical one competes
     factor: int = 1  # crops tiled factor × factor per synthetic image, each at 1/factor of the size
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # area fractions of the random-resized crops
+    band: float = 0.0  # where the kept crops sit in the cross-entropy order: 0 the most typical (RDED), 1 the least
 
     def __post_init__(self) -> None:
         if self.candidates < 1 or self.crops < 1 or self.factor < 1:
             raise ValueError("candidates, crops and factor must be >= 1")
+        if not 0 <= self.band <= 1:
+            raise ValueError(f"band must lie in [0, 1], got {self.band}")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ValueError(f"crop_scale must be two area fractions 0 < low <= high <= 1, got {self.crop_scale}")
 
@@ -83,11 +88,13 @@ def cross_entropy_of(teacher: Teacher, images: torch.Tensor, label: int) -> torc
     return F.cross_entropy(logits, torch.full((len(images),), label), reduction="none")
 
 
-def most_typical(losses: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """From (crops, candidates) losses: each candidate's best crop, then the `keep` candidates whose
-    best crop is lowest, most typical first. Returns (candidate indices, their crop indices)."""
+def most_typical(losses: torch.Tensor, keep: int, band: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """From (crops, candidates) losses: each candidate's best crop, then `keep` consecutive
+    candidates in the order of that crop's loss, starting at the fraction `band` of the order
+    (0: the lowest, RDED). Returns (candidate indices, their crop indices)."""
     best_loss, best_crop = losses.min(0)
-    chosen = best_loss.argsort()[:keep]
+    start = round(band * (len(best_loss) - keep))
+    chosen = best_loss.argsort()[start:start + keep]
     return chosen, best_crop[chosen]
 
 
@@ -126,7 +133,7 @@ class RDED(Method):
             crops, boxes = random_square_crops(train.load(picks), cfg.crops, patch, cfg.crop_scale, generator)
             scored = on_canvas(crops.flatten(0, 1), (height, width), torch.as_tensor(train.mean, dtype=torch.float32))
             losses = cross_entropy_of(teacher, scored, label).view(cfg.crops, len(picks))
-            chosen, crop_index = most_typical(losses, keep)
+            chosen, crop_index = most_typical(losses, keep, cfg.band)
             images.append(tile(crops[crop_index, chosen], cfg.factor, (height, width)))
             provenance += [[int(picks[c]), *boxes[k, c].tolist()] for c, k in zip(chosen.tolist(), crop_index.tolist())]
         labels = torch.arange(train.num_classes).repeat_interleave(ctx.ipc)
