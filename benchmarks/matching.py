@@ -4,6 +4,7 @@ against the reference code.
     python benchmarks/matching.py --quick                      # DM, IPC 1, 20 iterations, quick presets (minutes)
     python benchmarks/matching.py --ipcs 10 --iterations 1000  # hard-dsa + soft-kd, 3 student seeds
     python benchmarks/matching.py --method dc --ipcs 1 --iterations 200   # gradient matching (DSA)
+    python benchmarks/matching.py --ipcs 10 --iterations 500 --init herding   # DM from the herding coreset
     python benchmarks/matching.py --speed --reference DIR      # s / iteration: ddkit's DM vs main_DM.py's loop,
                                                                # DIR a checkout of VICO-UoE/DatasetCondensation
     python benchmarks/matching.py --speed --method dc --reference DIR   # ddkit's dc vs main.py's DSA loop
@@ -49,14 +50,15 @@ DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 def accuracy_runs(args, out: Path, presets: list[str], device: torch.device) -> None:
     dataset = DatasetConfig()
     splits = load_dataset(dataset)
-    options = {"iterations": args.iterations}
+    options = {"iterations": args.iterations, "init": args.init}
     if args.method == "dc":
         options["checkpoint_every"] = 5  # an iteration takes minutes on a CPU
     with make_progress() as progress:
         teachers = TeacherPool(splits, progress=progress, device=device)
         loaded = [load_eval_preset(p) for p in presets]
         for ipc in args.ipcs:
-            folder = out / "sets" / f"{args.method}-{args.iterations}-ipc{ipc}"
+            start = "" if args.init == "real" else f"-{args.init}"
+            folder = out / "sets" / f"{args.method}-{args.iterations}{start}-ipc{ipc}"
             started = time.perf_counter()
             distilled = make_set(args.method, options, ipc, 0, splits, dataset, teachers, folder, progress)
             if not (folder / "synthesis-seconds.txt").exists():
@@ -66,9 +68,10 @@ def accuracy_runs(args, out: Path, presets: list[str], device: torch.device) -> 
 
 
 def accuracy_table(out: Path, presets: list[str]) -> str:
-    lines = ["| set | IPC | iterations | " + " | ".join(presets) + " | synthesis s |", "|" + "---|" * (len(presets) + 4)]
-    for folder in sorted((out / "sets").glob("*-*-ipc*"), key=lambda p: (int(p.name.split("ipc")[1]), p.name)):
-        method, iterations = folder.name.split("-")[:2]
+    lines = ["| set | init | IPC | iterations | " + " | ".join(presets) + " | synthesis s |", "|" + "---|" * (len(presets) + 5)]
+    finished = [p for p in (out / "sets").glob("*-*-ipc*") if p.name.split("ipc")[1].isdigit()]  # not .lock / .partial
+    for folder in sorted(finished, key=lambda p: (int(p.name.split("ipc")[1]), p.name)):
+        method, iterations, *start = folder.name.split("-")[:-1]
         ipc = folder.name.split("ipc")[1]
         cells = []
         for preset in presets:
@@ -77,7 +80,7 @@ def accuracy_table(out: Path, presets: list[str]) -> str:
             cells.append(f"{summary['mean']:.2f} ± {summary['std']:.2f}" if summary else "not run")
         timing = folder / "synthesis-seconds.txt"
         cells.append(timing.read_text().strip() if timing.exists() else "–")
-        lines.append(f"| {method} | {ipc} | {iterations} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | {'-'.join(start) or 'real'} | {ipc} | {iterations} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -201,6 +204,7 @@ def main() -> None:
     parser.add_argument("--loops", type=int, nargs=2, default=(2, 2), help="with --speed --method dc: outer_loop inner_loop")
     parser.add_argument("--ipcs", type=int, nargs="+", default=None)
     parser.add_argument("--iterations", type=int, default=None, help="DM iterations (default 1000; quick 20; speed 3)")
+    parser.add_argument("--init", choices=("real", "herding", "kernel-herding"), default="real", help="random real images or a coreset")
     parser.add_argument("--presets", nargs="+", default=None, help="evaluation presets (default: hard-dsa soft-kd)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--device", default="auto")

@@ -46,3 +46,12 @@ def test_dm_stops_with_a_clear_error_when_the_loss_is_not_finite(tiny):
     broken = replace(tiny, train=ImageSet(images, tiny.train.labels, tiny.train.class_names, tiny.train.mean, tiny.train.std))
     with pytest.raises(DDKitError, match="distribution matching loss became nan at step 1 of item-c0000-0009; check the training images"):
         synthesize("dm", {"network": SMALL_NET, "real_batch": 4, "iterations": 3}, SynthesisContext(broken, 1, 0, None))
+
+
+@pytest.mark.parametrize(("method", "init", "kernel"), [("dm", "herding", "linear"), ("dc", "herding", "linear"), ("dm", "kernel-herding", "rbf")])
+def test_matching_from_a_herding_init_starts_at_the_herding_coreset(tiny, tiny_teacher_loader, method, init, kernel):
+    ctx = SynthesisContext(tiny, ipc=2, seed=0, teacher=tiny_teacher_loader)
+    herded = synthesize("herding", {"kernel": kernel}, ctx)
+    options = {"network": SMALL_NET, "real_batch": 4, "iterations": 1, "lr": 1e-9, "init": init}
+    started = synthesize(method, options | ({"classes_per_item": 3} if method == "dm" else {}), ctx)
+    assert torch.allclose(started.images, herded.images, atol=1e-5)

@@ -3,7 +3,7 @@ import torch
 
 from ddkit.errors import DDKitError
 from ddkit.methods import METHODS, SynthesisContext, synthesize
-from ddkit.methods.herding import herding_order
+from ddkit.methods.herding import herding_order, kernel_herding_order, rbf_gram
 from ddkit.methods.kcenter import kcenter_order
 
 
@@ -41,7 +41,7 @@ def test_unknown_method_and_option(tiny, tiny_teacher_loader):
     with pytest.raises(DDKitError, match="unknown method 'kip'; choose one of: dap, dc, diffusion, dm, herding, kcenter, manifoldgd, "
                                          "mgd3, prism, prism-dfkd, random, rded, sre2l, text-diffusion"):
         synthesize("kip", {}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))
-    with pytest.raises(DDKitError, match="unknown key 'herding.teachr'; valid keys: teacher"):
+    with pytest.raises(DDKitError, match="unknown key 'herding.teachr'; valid keys: bandwidth, kernel, space, teacher, temperature"):
         synthesize("herding", {"teachr": "x"}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))
 
 
@@ -49,6 +49,32 @@ def test_herding_matches_mean_greedily():
     features = torch.tensor([[0.0, 0.0], [10.0, 0.0], [-10.0, 0.0], [1.0, 0.0]])
     # mean 0.25: pick 0 (nearest), then 1.0 (average 0.5), then -10 (average -3, nearer than 3.67).
     assert herding_order(features, 3) == [0, 3, 2]
+
+
+def test_kernel_herding_with_a_linear_gram_is_herding():
+    features = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    assert kernel_herding_order(features @ features.T, 8) == herding_order(features, 8)
+
+
+def test_kernel_herding_matches_a_bimodal_class_better_than_mean_herding():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.cat([torch.randn(150, 2, generator=generator) - 4, torch.randn(50, 2, generator=generator) + 4])
+    gram = rbf_gram(features)
+
+    def mmd2(picks: list[int]) -> float:
+        return float(gram.mean() - 2 * gram[picks].mean() + gram[picks][:, picks].mean())
+
+    picks = kernel_herding_order(gram, 4)
+    assert mmd2(picks) < mmd2(herding_order(features, 4))
+    assert sum(p >= 150 for p in picks) == 1  # the minor mode gets its share of the four picks
+
+
+@pytest.mark.parametrize("options", [{"kernel": "rbf"}, {"space": "soft-labels"}])
+def test_herding_variants_pick_other_real_images(tiny, tiny_teacher_loader, options):
+    plain = synthesize("herding", {}, SynthesisContext(tiny, 3, 0, tiny_teacher_loader))
+    variant = synthesize("herding", options, SynthesisContext(tiny, 3, 0, tiny_teacher_loader))
+    assert torch.equal(tiny.train.images[torch.tensor(variant.meta["source_indices"])], variant.images)
+    assert variant.meta["source_indices"] != plain.meta["source_indices"]
 
 
 def test_kcenter_takes_the_farthest_point_each_time():

@@ -10,7 +10,7 @@ class; real and synthetic images of a class pass through the same siamese DSA tr
 | ψ_ϑ, a random ConvNet per iteration         | `network` built with a new seed each iteration  |
 | ‖mean ψ(A(T_c)) − mean ψ(A(S_c))‖² summed   | `matching_loss`                                 |
 | Iteration, batch_real, lr_img, momentum 0.5 | `iterations`, `real_batch`, `lr`, `momentum`    |
-| init 'real' / 'noise'                       | `init`                                          |
+| init 'real' / 'noise'                       | `init` (also the herding coresets, see below)   |
 
 What differs from main_DM.py, and why:
 - all classes of a work item go through the network together (real images without a graph, in
@@ -20,6 +20,9 @@ What differs from main_DM.py, and why:
   with its parameters drawn per class and shared by that class's real and synthetic images.
 - the images stay valid pixels: they are clamped to [0, 1] after each step (the reference leaves
   them unbounded in normalised space).
+- `init: herding` (or `kernel-herding`, herding under an RBF kernel) starts from that coreset of
+  `init_teacher`'s features instead of random real images (issue 14: a matching method started from
+  the strongest real-image sets).
 
 Work items are groups of classes (`classes_per_item`); each draws every random number from a
 generator seeded by the item, so sets do not depend on how many processes made them.
@@ -28,7 +31,7 @@ generator seeded by the item, so sets do not depend on how many processes made t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 
@@ -39,6 +42,8 @@ from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
+from ddkit.methods.features import embed
+from ddkit.methods.herding import herding_order, kernel_herding_order, rbf_gram
 from ddkit.methods.runner import run_items
 from ddkit.models.classifier import Classifier, build_model, parse_model_spec
 from ddkit.progress import steps
@@ -57,7 +62,8 @@ class DMConfig:
     lr: float = 1.0  # SGD step on images in normalised units, (x − mean) / std, as main_DM.py's lr_img
     momentum: float = 0.5  # SGD momentum on the images (main_DM.py: 0.5)
     real_batch: int = 256  # real images per class and iteration
-    init: Literal["real", "noise"] = "real"  # start from random real images of the class, or from noise
+    init: Literal["real", "noise", "herding", "kernel-herding"] = "real"  # start from random real images of the class, noise, or a herding coreset
+    init_teacher: str = "convnet-bn"  # herding inits: the teacher whose features are herded
     network: str = "convnet(width=128,depth=3,norm=instance)"  # the embedding net, re-initialised each iteration
     augmentation: Literal["dsa", "none"] = "dsa"  # siamese DSA on real and synthetic images alike
     classes_per_item: int = 0  # classes optimised together in one work item; 0: all of them
@@ -114,7 +120,8 @@ class DistributionMatching(Method):
         pools = [train.load(m).to(ctx.device) for m in members]
         mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in (train.mean, train.std))
         low, high = (0 - mean) / std, (1 - mean) / std
-        x = start_images(cfg.init, pools, ctx.ipc, generator, mean, std).requires_grad_(True)
+        herded = herding_picks(ctx, item.classes, cfg.init_teacher, cfg.init) if "herding" in cfg.init else None
+        x = start_images(cfg.init, pools, ctx.ipc, generator, mean, std, herded).requires_grad_(True)
         optimizer = torch.optim.SGD([x], lr=cfg.lr, momentum=cfg.momentum)
         # the real batch of class k takes owner k, its synthetic images owner k too: one draw per class
         real_owner = torch.arange(len(item.classes)).repeat_interleave(cfg.real_batch)
@@ -146,11 +153,26 @@ class DistributionMatching(Method):
         return images, {"item": item.key, "final_loss": round(float(loss.detach()), 6)}
 
 
+def herding_picks(ctx: SynthesisContext, classes: tuple[int, ...] | range, teacher_name: str,
+                  kind: Literal["herding", "kernel-herding"]) -> list[torch.Tensor]:
+    """Per class, the positions in its pool (`train.indices_of(c)`) of the herding coreset's `ipc`
+    images: mean herding, or kernel herding at the median bandwidth (the `herding` method's options)."""
+    train = ctx.splits.train
+    features = embed(ctx.teacher(teacher_name), train, ctx.progress)
+    orders = []
+    for c in classes:
+        own = features[train.indices_of(c)]
+        orders.append(herding_order(own, ctx.ipc) if kind == "herding" else kernel_herding_order(rbf_gram(own), ctx.ipc))
+    return [torch.tensor(order) for order in orders]
+
+
 def start_images(init: str, pools: list[torch.Tensor], ipc: int, generator: torch.Generator, mean: torch.Tensor,
-                 std: torch.Tensor) -> torch.Tensor:
-    """`ipc` images per class pool, class-major, in normalised units: random real images of the class, or noise."""
-    if init == "real":
-        start = torch.cat([pool[torch.randperm(len(pool), generator=generator)[:ipc].to(pool.device)] for pool in pools])
+                 std: torch.Tensor, herded: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
+    """`ipc` images per class pool, class-major, in normalised units: random real images of the class,
+    the `herded` positions of each pool, or noise."""
+    if init != "noise":
+        picks = herded if herded is not None else [torch.randperm(len(pool), generator=generator)[:ipc] for pool in pools]
+        start = torch.cat([pool[p.to(pool.device)] for pool, p in zip(pools, picks)])
         return (start - mean) / std
     return torch.randn(len(pools) * ipc, *pools[0].shape[1:], generator=generator).to(mean.device)
 

@@ -37,3 +37,12 @@ def class_features(teacher: Teacher, train: ImageSet, progress: Optional[Progres
     for label in range(train.num_classes):
         members = train.indices_of(label)
         yield members, features[members]
+
+
+@torch.no_grad()
+def softened_probabilities(teacher: Teacher, features: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The teacher's class probabilities at `temperature` from its penultimate `features`: the
+    targets a soft-label student fits."""
+    head = teacher.model.final_linear()
+    logits = head(features.to(head.weight.device)).cpu()
+    return (logits / temperature).softmax(1)

@@ -43,7 +43,7 @@ from ddkit.data.augment import dsa, dsa_siamese
 from ddkit.data.distilled import DistilledSet
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
-from ddkit.methods.distribution_matching import CPU_CHUNK, fresh_network, start_images
+from ddkit.methods.distribution_matching import CPU_CHUNK, fresh_network, herding_picks, start_images
 from ddkit.methods.runner import run_items
 from ddkit.models.classifier import parse_model_spec
 from ddkit.progress import steps
@@ -64,7 +64,8 @@ class GMConfig:
     train_batch: int = 256  # synthetic images per network update in the inner loop (main.py's batch_train)
     outer_loop: int = 0  # matching steps per network; 0: main.py's value for the IPC (10 at IPC 10)
     inner_loop: int = 0  # network epochs on the synthetic set between matching steps; 0: main.py's (50 at IPC 10)
-    init: Literal["real", "noise"] = "real"  # start from random real images of the class, or from noise
+    init: Literal["real", "noise", "herding", "kernel-herding"] = "real"  # start from random real images of the class, noise, or a herding coreset
+    init_teacher: str = "convnet-bn"  # herding inits: the teacher whose features are herded
     network: str = "convnet(width=128,depth=3,norm=instance)"  # the matched net, re-initialised each iteration
     augmentation: Literal["dsa", "none"] = "dsa"  # dsa: DSA's siamese augmentation; none: plain DC
     checkpoint_every: int = 10  # iterations between resume checkpoints in the work folder
@@ -134,7 +135,8 @@ class GradientMatching(Method):
         pools = [train.load(train.indices_of(c)).to(ctx.device) for c in range(classes)]
         mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in stats)
         low, high = (0 - mean) / std, (1 - mean) / std
-        x = start_images(cfg.init, pools, ctx.ipc, generator, mean, std).requires_grad_(True)
+        herded = herding_picks(ctx, range(classes), cfg.init_teacher, cfg.init) if "herding" in cfg.init else None
+        x = start_images(cfg.init, pools, ctx.ipc, generator, mean, std, herded).requires_grad_(True)
         optimizer = torch.optim.SGD([x], lr=cfg.lr, momentum=cfg.momentum)
         checkpoint = Path(ctx.workdir) / f"{item.key}.checkpoint.safetensors" if ctx.workdir else None
         done = _resume(checkpoint, fingerprint, x, optimizer, generator)

@@ -109,6 +109,10 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self._prepare(x))
 
+    def final_linear(self) -> nn.Linear:
+        """The last linear layer: it maps `features` to the logits."""
+        return [m for m in self.body.modules() if isinstance(m, nn.Linear)][-1]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer features (input to the final linear layer)."""
         x = self._prepare(x)
@@ -116,9 +120,8 @@ class Classifier(nn.Module):
             return self.body.embed(x)
         if hasattr(self.body, "forward_head"):  # timm
             return self.body.forward_head(self.body.forward_features(x), pre_logits=True)
-        last_linear = [m for m in self.body.modules() if isinstance(m, nn.Linear)][-1]
         captured: list[torch.Tensor] = []
-        handle = last_linear.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0]))
+        handle = self.final_linear().register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0]))
         try:
             self.body(x)
         finally:
