@@ -49,7 +49,7 @@ def test_run_preset_end_to_end_then_resume(tmp_path, cli):
          "unknown method 'kip'; choose one of: dap, dc, diffusion, dm, herding, kcenter, manifoldgd, mgd3, prism, prism-dfkd, random, rded, sre2l, "
          "text-diffusion"),
         (["synthesize", "random", "--ipc", "6000", "--out", "{tmp}/s"], "IPC 6000 is not possible: the smallest class has 5500"),
-        (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"], "unknown key 'herding.teachr'; valid keys: bandwidth, kernel, space, teacher, temperature"),
+        (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"], "unknown key 'herding.teachr'; valid keys: bandwidth, kernel"),
         (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--data-root", "{tmp}/none"],
          "does not exist; install them with 'apt-get install dataset-fashion-mnist'"),
         (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--dataset.val_size=lots"], "dataset.val_size must be an integer, got 'lots'"),
