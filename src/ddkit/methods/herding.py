@@ -8,7 +8,8 @@ Two options go beyond the baseline. `kernel: rbf` is kernel herding (Chen, Welli
 2010): each pick greedily lowers the MMD between the picked set and the class under an RBF kernel,
 so the set matches the class's distribution, not only its mean. `space: soft-labels` herds the
 teacher's class probabilities at a temperature instead of its features: the set then spans the
-teacher's confusions with other classes, which is what a soft-label student learns from.
+teacher's confusions with other classes, which is what a soft-label student learns from (on
+Fashion-MNIST it does worse than herding features; benchmarks/results/kd-sets-choose.md).
 
 | paper          | code                      |
 |----------------|---------------------------|
