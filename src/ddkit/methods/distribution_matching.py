@@ -43,7 +43,7 @@ from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
 from ddkit.methods.features import embed
-from ddkit.methods.herding import herding_order, kernel_herding_order, rbf_gram
+from ddkit.methods.herding import herded_order
 from ddkit.methods.runner import run_items
 from ddkit.models.classifier import Classifier, build_model, parse_model_spec
 from ddkit.progress import steps
@@ -159,11 +159,8 @@ def herding_picks(ctx: SynthesisContext, classes: tuple[int, ...] | range, teach
     images: mean herding, or kernel herding at the median bandwidth (the `herding` method's options)."""
     train = ctx.splits.train
     features = embed(ctx.teacher(teacher_name), train, ctx.progress)
-    orders = []
-    for c in classes:
-        own = features[train.indices_of(c)]
-        orders.append(herding_order(own, ctx.ipc) if kind == "herding" else kernel_herding_order(rbf_gram(own), ctx.ipc))
-    return [torch.tensor(order) for order in orders]
+    kernel = "linear" if kind == "herding" else "rbf"
+    return [torch.tensor(herded_order(features[train.indices_of(c)], ctx.ipc, kernel)) for c in classes]
 
 
 def start_images(init: str, pools: list[torch.Tensor], ipc: int, generator: torch.Generator, mean: torch.Tensor,

@@ -94,6 +94,11 @@ def kernel_herding_order(gram: torch.Tensor, count: int) -> list[int]:
     return chosen
 
 
+def herded_order(points: torch.Tensor, count: int, kernel: Literal["linear", "rbf"], bandwidth: float = 1.0) -> list[int]:
+    """The first `count` picks of mean herding (linear) or kernel herding (rbf) of `points`."""
+    return herding_order(points, count) if kernel == "linear" else kernel_herding_order(rbf_gram(points, bandwidth), count)
+
+
 @register_method("herding")
 class Herding(Method):
     config_class = HerdingConfig
@@ -104,6 +109,5 @@ class Herding(Method):
         chosen = []
         for members, features in class_features(teacher, ctx.splits.train, ctx.progress):
             points = softened_probabilities(teacher, features, cfg.temperature) if cfg.space == "soft-labels" else features
-            order = herding_order(points, ctx.ipc) if cfg.kernel == "linear" else kernel_herding_order(rbf_gram(points, cfg.bandwidth), ctx.ipc)
-            chosen.append(members[order])
+            chosen.append(members[herded_order(points, ctx.ipc, cfg.kernel, cfg.bandwidth)])
         return subset_as_distilled(ctx.splits.train, torch.cat(chosen), {"teacher": teacher.label})
