@@ -56,6 +56,10 @@ SWEEP = {
     "1000 iterations": ("prism", {"iterations": 1000}),
     "r_bn 0 (logits only)": ("prism", {"r_bn": 0.0}),
     "r_bn 0.1": ("prism", {"r_bn": 0.1}),
+    # issue 14: the same steps from the kernel-herding coreset instead of random real images
+    "kernel-herding init only": ("prism", {"init": "kernel-herding", "iterations": 1, "lr": 1e-9, "schedule": "fixed"}),
+    "kernel-herding init, 50 iterations": ("prism", {"init": "kernel-herding", "iterations": 50}),
+    "kernel-herding init, 200 iterations": ("prism", {"init": "kernel-herding"}),
 }
 
 
@@ -198,6 +202,8 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="PRISM's iterations and r_bn on the validation split")
+    parser.add_argument("--sweep-preset", default="hard-dsa", help="with --sweep: the recipe the validation students train with")
+    parser.add_argument("--candidates", nargs="+", choices=list(SWEEP), help="with --sweep: only these candidates (default: all)")
     parser.add_argument("--imagenet", action="store_true", help="with --speed: the 224-px ImageNet setup")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--write", action="store_true")
@@ -220,7 +226,8 @@ def main() -> None:
         return
     if args.sweep:
         report = "\n".join(["# PRISM from real images: iterations and BN weight, on the validation split", "", stamp, "",
-                            validation_scores(SWEEP, args.out or Path("benchmarks/runs/inversion-sweep"), device), ""])
+                            validation_scores({name: SWEEP[name] for name in args.candidates or SWEEP},
+                                              args.out or Path("benchmarks/runs/inversion-sweep"), device, args.sweep_preset), ""])
         print(report)
         if args.write:
             atomic_write_text(Path("benchmarks/results/inversion-sweep.md"), report)

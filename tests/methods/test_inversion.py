@@ -59,6 +59,21 @@ def test_prism_starts_each_ipc_index_from_its_own_real_image(tiny, tiny_teacher_
     assert all(int(tiny.train.labels[i]) == c for item in result.meta["items"] for c, i in enumerate(item["real_init"]))
 
 
+@pytest.mark.parametrize(("init", "kernel"), [("herding", "linear"), ("kernel-herding", "rbf")])
+def test_prism_from_a_herding_init_starts_at_the_herding_coreset(tiny, tiny_teacher_loader, init, kernel):
+    ctx = SynthesisContext(tiny, ipc=3, seed=0, teacher=tiny_teacher_loader)
+    herded = synthesize("herding", {"kernel": kernel}, ctx)
+    started = synthesize("prism", {"iterations": 1, "lr": 1e-9, "schedule": "fixed", "init": init}, ctx)
+    assert torch.allclose(started.images, herded.images, atol=1e-5)
+    random_real = synthesize("prism", {"iterations": 1, "lr": 1e-9, "schedule": "fixed"}, ctx)
+    assert not torch.allclose(random_real.images, herded.images, atol=1e-5)
+
+
+def test_herding_init_keeps_each_ipc_index_on_its_own_pick():
+    with pytest.raises(ValueError, match="use real_pick=per-index"):
+        PrismConfig(init="kernel-herding", real_pick="random")
+
+
 def test_samplers_draw_what_they_claim():
     cfg = InversionConfig(**PANEL, bn_draw=2)
     draws = [draw_panel(cfg, torch.Generator().manual_seed(s)) for s in range(20)]

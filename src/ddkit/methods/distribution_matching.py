@@ -42,8 +42,7 @@ from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
-from ddkit.methods.features import embed
-from ddkit.methods.herding import herded_order
+from ddkit.methods.herding import herding_picks
 from ddkit.methods.runner import run_items
 from ddkit.models.classifier import Classifier, build_model, parse_model_spec
 from ddkit.progress import steps
@@ -151,16 +150,6 @@ class DistributionMatching(Method):
         curves.close()
         images = (x.detach() * std + mean).clamp(0, 1).cpu()
         return images, {"item": item.key, "final_loss": round(float(loss.detach()), 6)}
-
-
-def herding_picks(ctx: SynthesisContext, classes: tuple[int, ...] | range, teacher_name: str,
-                  kind: Literal["herding", "kernel-herding"]) -> list[torch.Tensor]:
-    """Per class, the positions in its pool (`train.indices_of(c)`) of the herding coreset's `ipc`
-    images: mean herding, or kernel herding at the median bandwidth (the `herding` method's options)."""
-    train = ctx.splits.train
-    features = embed(ctx.teacher(teacher_name), train, ctx.progress)
-    kernel = "linear" if kind == "herding" else "rbf"
-    return [torch.tensor(herded_order(features[train.indices_of(c)], ctx.ipc, kernel)) for c in classes]
 
 
 def start_images(init: str, pools: list[torch.Tensor], ipc: int, generator: torch.Generator, mean: torch.Tensor,

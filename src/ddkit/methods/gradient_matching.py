@@ -43,7 +43,8 @@ from ddkit.data.augment import dsa, dsa_siamese
 from ddkit.data.distilled import DistilledSet
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
-from ddkit.methods.distribution_matching import CPU_CHUNK, fresh_network, herding_picks, start_images
+from ddkit.methods.distribution_matching import CPU_CHUNK, fresh_network, start_images
+from ddkit.methods.herding import herding_picks
 from ddkit.methods.runner import run_items
 from ddkit.models.classifier import parse_model_spec
 from ddkit.progress import steps

@@ -33,7 +33,7 @@ from ddkit.methods.base import (
     register_method,
     subset_as_distilled,
 )
-from ddkit.methods.features import class_features, softened_probabilities
+from ddkit.methods.features import class_features, embed, softened_probabilities
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,13 @@ class Herding(Method):
             points = softened_probabilities(teacher, features, cfg.temperature) if cfg.space == "soft-labels" else features
             chosen.append(members[herded_order(points, ctx.ipc, cfg.kernel, cfg.bandwidth)])
         return subset_as_distilled(ctx.splits.train, torch.cat(chosen), {"teacher": teacher.label})
+
+
+def herding_picks(ctx: SynthesisContext, classes: tuple[int, ...] | range, teacher_name: str,
+                  kind: Literal["herding", "kernel-herding"]) -> list[torch.Tensor]:
+    """Per class, the positions in its pool (`train.indices_of(c)`) of the herding coreset's `ipc`
+    images: mean herding, or kernel herding at the median bandwidth (the `herding` method's options)."""
+    train = ctx.splits.train
+    features = embed(ctx.teacher(teacher_name), train, ctx.progress)
+    kernel = "linear" if kind == "herding" else "rbf"
+    return [torch.tensor(herded_order(features[train.indices_of(c)], ctx.ipc, kernel)) for c in classes]

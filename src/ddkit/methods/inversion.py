@@ -61,6 +61,7 @@ from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
+from ddkit.methods.herding import herding_picks
 from ddkit.methods.runner import run_items
 from ddkit.models.teachers import Teacher
 from ddkit.runs import config_hash
@@ -83,8 +84,9 @@ class InversionConfig:
     r_bn: float = 0.05  # SRe2L's 0.01 is for deep ImageNet teachers; 0.05 chosen on val for our shallow ones
     first_bn_weight: float = 10.0  # multiplier of the first BN layer's statistics loss
     normalise_bn_by_layers: bool = False  # divide each teacher's BN sum by its number of BN layers
-    init: Literal["noise", "real"] = "noise"  # start from noise or from real training images
+    init: Literal["noise", "real", "herding", "kernel-herding"] = "noise"  # start from noise, random real images, or a herding coreset
     real_pick: Literal["per-index", "random"] = "per-index"  # real init: IPC index k gets the k-th image of a seeded order, or a random one
+    init_teacher: str = "convnet-bn"  # herding inits: the teacher whose features are herded
     iterations: int = 1000  # optimisation steps per work item
     # staggered: later IPC indices get linearly fewer iterations; cyclic (PRISM's code): iterations − cycle_step·(k mod cycle_period)
     schedule: Literal["fixed", "staggered", "cyclic"] = "fixed"  # iterations per IPC index: the same, staggered or cyclic
@@ -125,6 +127,8 @@ class InversionConfig:
                              f"({self.cycle_step} × {self.cycle_period - 1})")
         if not 0 < self.min_iteration_fraction <= 1 or not 0 < self.crop_min_area <= 1:
             raise ValueError("min_iteration_fraction and crop_min_area must lie in (0, 1]")
+        if "herding" in self.init and self.real_pick != "per-index":
+            raise ValueError(f"init={self.init} starts IPC index k from the k-th herding pick: use real_pick=per-index")
 
     @property
     def panel(self) -> list[str]:
@@ -243,7 +247,7 @@ class Inversion(Method):
         cfg, train = self.config, ctx.splits.train
         teachers = self._load_teachers(ctx)
         items = work_items(cfg, ctx.ipc, train.num_classes)
-        per_index_real = _real_choices(train, ctx.seed) if cfg.init == "real" else None
+        per_index_real = self._start_orders(ctx) if cfg.init != "noise" else None
         pre_draw = draw_panel(cfg, torch.Generator().manual_seed(item_seed(ctx.seed, "pre"))) if cfg.bn_sampler == "pre" else None
         fingerprint = config_hash({"config": to_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,
                                    "teachers": {n: t.label for n, t in teachers.items()}})
@@ -264,6 +268,15 @@ class Inversion(Method):
         order = torch.argsort(labels, stable=True)  # class-major, IPC index order within a class
         meta = {"teachers": {n: t.label for n, t in teachers.items()}, "items": records}
         return DistilledSet(flat[order], labels[order], train.class_names, train.mean, train.std, meta=meta)
+
+    def _start_orders(self, ctx: SynthesisContext) -> list[torch.Tensor]:
+        """Per class, training-set indices whose k-th entry starts IPC index k: a seeded permutation of
+        the class, or its herding coreset in pick order."""
+        cfg, train = self.config, ctx.splits.train
+        if cfg.init == "real":
+            return _real_choices(train, ctx.seed)
+        picks = herding_picks(ctx, range(train.num_classes), cfg.init_teacher, cfg.init)
+        return [train.indices_of(c)[p] for c, p in enumerate(picks)]
 
     def _load_teachers(self, ctx: SynthesisContext) -> dict[str, Teacher]:
         cfg, train = self.config, ctx.splits.train
@@ -290,7 +303,7 @@ class Inversion(Method):
         shape = (len(item.indices), len(item.classes), *train.image_shape)
         mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in (train.mean, train.std))
         normalised = cfg.space == "normalised"
-        if cfg.init == "real":
+        if cfg.init != "noise":
             picks = _pick_real(item, per_index_real, cfg.real_pick, generator)
             start = train.load(picks.flatten()).to(ctx.device).reshape(-1, *train.image_shape)
             start = (start - mean) / std if normalised else start
@@ -387,7 +400,7 @@ class PrismConfig(InversionConfig):
 
     bn_teachers: list[str] = field(default_factory=lambda: ["convnet-bn", "resnet", "mobilenet"])
     bn_sampler: Literal["fixed", "pre", "intra", "iteration", "bernoulli"] = "bernoulli"
-    init: Literal["noise", "real"] = "real"
+    init: Literal["noise", "real", "herding", "kernel-herding"] = "real"
     schedule: Literal["fixed", "staggered", "cyclic"] = "staggered"
     # From real images, short and gentle optimisation keeps them natural: on the validation split
     # (IPC 10, soft-kd recipe for 100 epochs) 200 iterations at lr 0.01 gave 81.1 % against 77.7 %
