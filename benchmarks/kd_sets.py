@@ -30,9 +30,11 @@ from ddkit.runs import atomic_write_text, environment, read_json
 
 # herding's rows: baselines.md. `rded-whole-band0.9`: whole real images from the 90 % point of the
 # teacher's cross-entropy order, the best RDED choice on the validation split; `herding-rbf`: kernel
-# herding, the best herding choice there.
+# herding, the best herding choice there; `herding-rbf-convnet-in`: the same in the features of the
+# instance-norm ConvNet teacher, the best feature space there (issue 14).
 VARIANTS = {"rded": ("rded", {}), "rded-whole-band0.9": ("rded", {"crop_scale": [1.0, 1.0], "crops": 1, "band": 0.9}),
-            "herding-rbf": ("herding", {"kernel": "rbf"})}
+            "herding-rbf": ("herding", {"kernel": "rbf"}),
+            "herding-rbf-convnet-in": ("herding", {"kernel": "rbf", "teacher": "convnet-in"})}
 # RDED's choices at 28 px, scored under soft-kd on the validation split: the released CIFAR-10
 # ConvNet setting (factor 1, crops of 8–100 % of the area), 2 × 2 tiles (the ImageNet setting),
 # and larger crops only (a 28-px garment is small already).
@@ -55,6 +57,10 @@ CANDIDATES = {
     "herding, soft labels, rbf kernel": ("herding", {"space": "soft-labels", "kernel": "rbf"}),
     "herding, rbf kernel, bandwidth 0.25": ("herding", {"kernel": "rbf", "bandwidth": 0.25}),
     "herding, rbf kernel, bandwidth 4": ("herding", {"kernel": "rbf", "bandwidth": 4.0}),
+    # issue 14: kernel herding in the feature space of a teacher other than the soft-kd one
+    "herding, rbf kernel, convnet-in features": ("herding", {"kernel": "rbf", "teacher": "convnet-in"}),
+    "herding, rbf kernel, resnet features": ("herding", {"kernel": "rbf", "teacher": "resnet"}),
+    "herding, rbf kernel, mobilenet features": ("herding", {"kernel": "rbf", "teacher": "mobilenet"}),
 }
 
 
