@@ -45,6 +45,8 @@ VARIANTS = {
     "prism": ("prism", {}),
     # PRISM as ddkit read it before issue 13: one *other* architecture per IPC index, logit teacher excluded.
     "prism-one-other": ("prism", {"bn_sampler": "intra", "bn_draw": 1, "logit_teacher_in_panel": False}),
+    # issue 14: PRISM's default steps from the kernel-herding coreset instead of random real images
+    "prism-kernel-herding": ("prism", {"init": "kernel-herding"}),
 }
 EXTRACTORS = ("convnet-in", "mlp")
 # Why PRISM's hard-label accuracy falls below the real images it starts from (issue 14): the same

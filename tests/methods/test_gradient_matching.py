@@ -30,7 +30,8 @@ def test_the_real_gradient_in_chunks_is_the_gradient_of_one_pass(tiny):
     parameters = list(net.parameters())
     images = tiny.train.images[tiny.train.indices_of(4)][:20]
     whole, chunked = (mean_loss_gradient(net, parameters, images, 4, chunk) for chunk in (20, 6))
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, chunked))
+    # float32 sums taken in another order (chunks, the number of threads) differ by ~1e-5 of the value
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(whole, chunked))
 
 
 def mean_distance(images: torch.Tensor, tiny, seeds: range) -> float:
