@@ -260,25 +260,50 @@ def test_a_damaged_cached_prior_is_reported_and_trained_again(tmp_path, caplog, 
 
 # -- two processes at once -------------------------------------------------------------------
 
-def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 300) -> None:
+def _pause_once_it_holds(locks: str, root: Path, process: subprocess.Popen, seconds: float = 300) -> None:
+    """SIGSTOP `process` once its holder note is in a lock file matching `locks` under `root`.
+
+    A paused holder keeps its flock, so a second process started now must find the lock taken
+    however slowly it starts up: the race a 2-core CI machine used to lose is gone.
+    """
     deadline = time.time() + seconds
-    while not path.exists():
+    while not any(_holder_pid(lock) == process.pid for lock in root.glob(locks)):
         assert process.poll() is None and time.time() < deadline, process.communicate()
-        time.sleep(0.05)
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGSTOP)
+
+
+def _holder_pid(lock: Path):
+    try:
+        return json.loads(lock.read_text())["pid"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not written yet, or already removed
+
+
+def _wait_until_it_waits(process: subprocess.Popen, holder: subprocess.Popen) -> str:
+    """Read `process`'s stderr up to its "waiting" line, then let the paused `holder` go on."""
+    seen = []
+    try:
+        while not seen or "waiting for it to finish" not in seen[-1]:
+            line = process.stderr.readline()
+            assert line, "".join(seen) + "the second process ended without waiting for the first"
+            seen.append(line)
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    return "".join(seen)
 
 
 def test_two_processes_squeezing_one_teacher_train_it_once(tmp_path):
     cache = tmp_path / "cache"
     args = ["squeeze", "mlp", "--train.epochs=30", TINY_DATA, "--cache", cache]
     first = _cli(*args)
-    deadline = time.time() + 300
-    while not list(cache.glob("teachers/*/mlp-*.lock")):
-        assert first.poll() is None and time.time() < deadline, first.communicate()
-        time.sleep(0.05)
+    _pause_once_it_holds("teachers/*/mlp-*.lock", cache, first)
     second = _cli(*args)
+    waited = _wait_until_it_waits(second, holder=first)
     out_first, err_first = first.communicate(timeout=600)
     finished = time.time()
     out_second, err_second = second.communicate(timeout=600)
+    err_second = waited + err_second
     assert first.returncode == 0 and second.returncode == 0, err_first + err_second
     assert "waiting for it to finish" in err_second and "waiting" not in err_first
     weights = next(cache.glob("teachers/*/mlp-*/model.safetensors"))
@@ -290,12 +315,13 @@ def test_two_processes_writing_one_set_make_it_once(tmp_path):
     out = tmp_path / "set"
     args = ["synthesize", "herding", "--ipc", "2", "--out", out, "--cache", tmp_path / "cache", TINY_DATA]
     first = _cli(*args)
-    _wait_for(out.with_name("set.lock"), first)
+    _pause_once_it_holds("set.lock", tmp_path, first)
     second = _cli(*args)
+    _wait_until_it_waits(second, holder=first)
     assert first.wait(timeout=600) == 0
     made = snapshot(out)
-    _, err = second.communicate(timeout=600)
-    assert second.returncode == 0 and "waiting for it to finish" in err
+    second.communicate(timeout=600)
+    assert second.returncode == 0
     assert snapshot(out) == made
 
 
