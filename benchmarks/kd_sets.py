@@ -35,6 +35,7 @@ from ddkit.runs import atomic_write_text, environment, read_json
 VARIANTS = {"rded": ("rded", {}), "rded-whole-band0.9": ("rded", {"crop_scale": [1.0, 1.0], "crops": 1, "band": 0.9}),
             "herding-rbf": ("herding", {"kernel": "rbf"}),
             "herding-rbf-convnet-in": ("herding", {"kernel": "rbf", "teacher": "convnet-in"})}
+TEACHER_DM = {"init": "kernel-herding", "embedding": "convnet-bn", "iterations": 200}
 # RDED's choices at 28 px, scored under soft-kd on the validation split: the released CIFAR-10
 # ConvNet setting (factor 1, crops of 8–100 % of the area), 2 × 2 tiles (the ImageNet setting),
 # and larger crops only (a 28-px garment is small already).
@@ -61,6 +62,10 @@ CANDIDATES = {
     "herding, rbf kernel, convnet-in features": ("herding", {"kernel": "rbf", "teacher": "convnet-in"}),
     "herding, rbf kernel, resnet features": ("herding", {"kernel": "rbf", "teacher": "resnet"}),
     "herding, rbf kernel, mobilenet features": ("herding", {"kernel": "rbf", "teacher": "mobilenet"}),
+    # issue 14: kernel herding carried into the pixels, DM from it in the soft-kd teacher's frozen features
+    "dm from kernel herding, teacher features, rbf, lr 10": ("dm", {**TEACHER_DM, "kernel": "rbf", "lr": 10.0}),
+    "dm from kernel herding, teacher features, rbf, lr 100": ("dm", {**TEACHER_DM, "kernel": "rbf", "lr": 100.0}),
+    "dm from kernel herding, teacher features, means": ("dm", {**TEACHER_DM, "kernel": "linear", "lr": 1.0}),
 }
 
 

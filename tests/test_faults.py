@@ -132,7 +132,7 @@ def _cli(*args):
 
 def test_ctrl_c_exits_130_and_keeps_finished_work(tmp_path):
     out = tmp_path / "set"
-    process = _cli("synthesize", "sre2l", "--ipc", "3", "--iterations=1500", "--out", out, "--cache", tmp_path / "cache", TINY_DATA)
+    process = _cli("synthesize", "sre2l", "--ipc", "3", "--iterations=300", "--out", out, "--cache", tmp_path / "cache", TINY_DATA)
     partial = out.with_name("set.partial")
     deadline = time.time() + 300
     while not list(partial.glob("*.safetensors")):  # interrupt once a work item is finished

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Optional
 
 import torch
 from rich.progress import Progress
+from torch import nn
 
 from ddkit.config import build, to_dict
 from ddkit.curves import CurveLog
@@ -113,3 +115,18 @@ def step_in_box(optimizer: torch.optim.Optimizer, loss: torch.Tensor, x: torch.T
     optimizer.step()
     with torch.no_grad():
         torch.maximum(torch.minimum(x, high, out=x), low, out=x)
+
+
+@contextmanager
+def frozen(models: list[nn.Module]) -> Iterator[None]:
+    """Eval mode and no parameter gradients while images are optimised through `models` (the gradients
+    are not needed and cost a backward pass each); requires_grad comes back afterwards."""
+    states = [[p.requires_grad for p in m.parameters()] for m in models]
+    for m in models:
+        m.eval().requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, state in zip(models, states):
+            for p, flag in zip(m.parameters(), state):
+                p.requires_grad_(flag)

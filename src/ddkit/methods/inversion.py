@@ -46,9 +46,9 @@ processes, and finished items saved in the context's work directory are reused o
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ from ddkit.data.augment import crop_flip
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
+from ddkit.methods.base import Method, SynthesisContext, frozen, register_method, step_in_box
 from ddkit.methods.herding import herding_picks
 from ddkit.methods.runner import run_items
 from ddkit.models.teachers import Teacher
@@ -223,20 +223,6 @@ class BatchNormMatch:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
-
-
-@contextmanager
-def frozen(models: list[nn.Module]) -> Iterator[None]:
-    """No parameter gradients while inverting (they are not needed and cost a backward pass each)."""
-    states = [[p.requires_grad for p in m.parameters()] for m in models]
-    for m in models:
-        m.eval().requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m, state in zip(models, states):
-            for p, flag in zip(m.parameters(), state):
-                p.requires_grad_(flag)
 
 
 class Inversion(Method):
