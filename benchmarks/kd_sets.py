@@ -28,14 +28,18 @@ from ddkit.progress import make_progress
 from ddkit.report.figures import save_grid
 from ddkit.runs import atomic_write_text, environment, read_json
 
+TEACHER_DM = {"init": "kernel-herding", "embedding": "convnet-bn", "iterations": 200}
 # herding's rows: baselines.md. `rded-whole-band0.9`: whole real images from the 90 % point of the
 # teacher's cross-entropy order, the best RDED choice on the validation split; `herding-rbf`: kernel
 # herding, the best herding choice there; `herding-rbf-convnet-in`: the same in the features of the
-# instance-norm ConvNet teacher, the best feature space there (issue 14).
+# instance-norm ConvNet teacher, the best feature space there (issue 14). `herding`: the baseline re-run
+# beside them; `dm-teacher-means-kernel-herding`: DM from kernel herding in the soft-kd teacher's frozen
+# features, the best candidate on the validation split (3 students each).
 VARIANTS = {"rded": ("rded", {}), "rded-whole-band0.9": ("rded", {"crop_scale": [1.0, 1.0], "crops": 1, "band": 0.9}),
             "herding-rbf": ("herding", {"kernel": "rbf"}),
-            "herding-rbf-convnet-in": ("herding", {"kernel": "rbf", "teacher": "convnet-in"})}
-TEACHER_DM = {"init": "kernel-herding", "embedding": "convnet-bn", "iterations": 200}
+            "herding-rbf-convnet-in": ("herding", {"kernel": "rbf", "teacher": "convnet-in"}),
+            "herding": ("herding", {}),
+            "dm-teacher-means-kernel-herding": ("dm", {**TEACHER_DM, "kernel": "linear", "lr": 1.0, "iterations": 500})}
 # RDED's choices at 28 px, scored under soft-kd on the validation split: the released CIFAR-10
 # ConvNet setting (factor 1, crops of 8–100 % of the area), 2 × 2 tiles (the ImageNet setting),
 # and larger crops only (a 28-px garment is small already).
@@ -66,6 +70,8 @@ CANDIDATES = {
     "dm from kernel herding, teacher features, rbf, lr 10": ("dm", {**TEACHER_DM, "kernel": "rbf", "lr": 10.0}),
     "dm from kernel herding, teacher features, rbf, lr 100": ("dm", {**TEACHER_DM, "kernel": "rbf", "lr": 100.0}),
     "dm from kernel herding, teacher features, means": ("dm", {**TEACHER_DM, "kernel": "linear", "lr": 1.0}),
+    "dm from kernel herding, teacher features, means, 500 iterations": ("dm", {**TEACHER_DM, "kernel": "linear", "lr": 1.0, "iterations": 500}),
+    "dm from kernel herding, teacher features, rbf, lr 100, 500 iterations": ("dm", {**TEACHER_DM, "kernel": "rbf", "lr": 100.0, "iterations": 500}),
 }
 
 
@@ -117,6 +123,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--choose", action="store_true")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES), help="with --choose: score only these")
+    parser.add_argument("--val-seeds", type=int, nargs="+", default=[0], help="with --choose: student seeds per candidate")
     parser.add_argument("--ipcs", type=int, nargs="+", default=[10])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--presets", nargs="+", default=None, help="evaluation presets (default: soft-kd hard-dsa)")
@@ -129,7 +136,7 @@ def main() -> None:
     if args.choose:
         chosen = {name: CANDIDATES[name] for name in args.candidates}
         report = "\n".join(["# Sets for soft labels at 28 px: RDED's and herding's settings on the validation split", "", stamp(device), "",
-                            validation_scores(chosen, Path("benchmarks/runs/kd-sets-choose"), device, "soft-kd"), ""])
+                            validation_scores(chosen, Path("benchmarks/runs/kd-sets-choose"), device, "soft-kd", tuple(args.val_seeds)), ""])
         print(report)
         if args.write:
             atomic_write_text(Path("benchmarks/results/kd-sets-choose.md"), report)

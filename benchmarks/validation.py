@@ -1,10 +1,12 @@
 """Choosing a default on the validation split: one IPC-10 set per candidate, one student (seed 0)
-of the `hard-dsa` preset (or the one named), its accuracy on the validation split. Shared by the
+of the `hard-dsa` preset (or the one named), or several student seeds where one student's spread
+is as large as the differences, its accuracy on the validation split. Shared by the
 benchmarks that tune (diffusion.py --tune / --choose-defaults, inversion.py --sweep, kd_sets.py
 --choose); the test split takes no part."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
@@ -23,9 +25,11 @@ NOTE = ("One student per candidate (seed 0, identical training randomness), so d
         "are within the spread of students across seeds (0.3–1.8 points at IPC 10).")
 
 
-def validation_scores(candidates: dict[str, tuple[str, dict]], out: Path, device: torch.device, preset_name: str = "hard-dsa") -> str:
+def validation_scores(candidates: dict[str, tuple[str, dict]], out: Path, device: torch.device, preset_name: str = "hard-dsa",
+                      seeds: tuple[int, ...] = (0,)) -> str:
     """A Markdown table of each candidate (name -> (method, options)); results are kept in
-    `out`/<name>/val.json (val-<preset>.json for a preset other than hard-dsa)."""
+    `out`/<name>/val.json (val-<preset>.json for a preset other than hard-dsa; one file per student seed
+    after the first, val-<preset>-seed<k>.json)."""
     dataset = DatasetConfig()
     splits = load_dataset(dataset)
     preset = load_eval_preset(preset_name)
@@ -34,14 +38,20 @@ def validation_scores(candidates: dict[str, tuple[str, dict]], out: Path, device
         teachers = TeacherPool(splits, progress=progress, device=device)
         for name, (method, options) in candidates.items():
             folder = out / name.replace(" ", "_")
-            result_path = folder / ("val.json" if preset_name == "hard-dsa" else f"val-{preset_name}.json")
-            if not result_path.exists():
-                started = time.perf_counter()
-                distilled = make_set(method, options, 10, 0, splits, dataset, teachers, folder, progress)
-                seconds = time.perf_counter() - started
-                teacher = teachers(preset.teacher) if preset.labels == "soft-online" else None
-                model = train_student(distilled.as_image_set(), preset, preset.student, 0, teacher, progress, device)
-                atomic_write_json(result_path, {"val_accuracy": round(accuracy(model, splits.val), 2), "synthesis_seconds": round(seconds, 1)})
-            result = read_json(result_path)
-            rows.append(f"| {name} | `{options}` | {result['val_accuracy']:.2f} | {result['synthesis_seconds']:.0f} |")
-    return "\n".join([NOTE, "", f"| candidate | options | val top-1 ({preset_name}, seed 0) | synthesis s |", "|---|---|---|---|", *rows])
+            results = []
+            for seed in seeds:
+                result_path = folder / ("val" + ("" if preset_name == "hard-dsa" else f"-{preset_name}") + (f"-seed{seed}" if seed else "") + ".json")
+                if not result_path.exists():
+                    started = time.perf_counter()
+                    distilled = make_set(method, options, 10, 0, splits, dataset, teachers, folder, progress)
+                    seconds = time.perf_counter() - started
+                    teacher = teachers(preset.teacher) if preset.labels == "soft-online" else None
+                    model = train_student(distilled.as_image_set(), preset, preset.student, seed, teacher, progress, device)
+                    atomic_write_json(result_path, {"val_accuracy": round(accuracy(model, splits.val), 2), "synthesis_seconds": round(seconds, 1)})
+                results.append(read_json(result_path))
+            scores = [r["val_accuracy"] for r in results]
+            score = f"{scores[0]:.2f}" if len(scores) == 1 else f"{statistics.mean(scores):.2f} ± {statistics.pstdev(scores):.2f}"
+            rows.append(f"| {name} | `{options}` | {score} | {results[0]['synthesis_seconds']:.0f} |")
+    students = "seed 0" if seeds == (0,) else f"seeds {', '.join(map(str, seeds))}: mean ± std"
+    note = NOTE if len(seeds) == 1 else "The same set scored by one student per seed (identical training randomness across candidates)."
+    return "\n".join([note, "", f"| candidate | options | val top-1 ({preset_name}, {students}) | synthesis s |", "|---|---|---|---|", *rows])
