@@ -153,7 +153,7 @@ class DistributionMatching(Method):
         with steps(ctx.progress, f"distribution matching {item.key}", cfg.iterations, unit="step") as bar, \
                 frozen([teacher] if teacher is not None else []):
             for step in range(cfg.iterations):
-                network = teacher or fresh_network(spec, train, generator, ctx.device).requires_grad_(False)
+                network = teacher if teacher is not None else fresh_network(spec, train, generator, ctx.device).requires_grad_(False)
                 real = torch.cat([pool[torch.randint(len(pool), (cfg.real_batch,), generator=generator).to(ctx.device)] for pool in pools])
                 synthetic = x * std + mean
                 if cfg.augmentation == "dsa":
