@@ -17,14 +17,9 @@ import time
 from pathlib import Path
 
 import torch
-from validation import validation_scores  # benchmarks/validation.py
+from validation import make_and_evaluate, validation_scores  # benchmarks/validation.py
 
-from ddkit.data import DatasetConfig, load_dataset
 from ddkit.devices import device_label, resolve_device
-from ddkit.evaluate import evaluate_set, load_eval_preset
-from ddkit.models.teachers import TeacherPool
-from ddkit.pipeline import make_set
-from ddkit.progress import make_progress
 from ddkit.report.figures import save_grid
 from ddkit.runs import atomic_write_text, environment, read_json
 
@@ -82,18 +77,8 @@ def stamp(device: torch.device) -> str:
 
 
 def accuracy_runs(out: Path, presets: list[str], ipcs: list[int], variants: list[str], device: torch.device) -> None:
-    dataset = DatasetConfig()
-    splits = load_dataset(dataset)
-    with make_progress() as progress:
-        teachers = TeacherPool(splits, progress=progress, device=device)
-        loaded = [load_eval_preset(p) for p in presets]
-        for ipc in ipcs:
-            for variant in variants:
-                method, options = VARIANTS[variant]
-                folder = out / "sets" / f"{variant}-ipc{ipc}"
-                distilled = make_set(method, options, ipc, 0, splits, dataset, teachers, folder, progress)
-                for preset in loaded:
-                    evaluate_set(distilled, preset, splits, folder / "eval", None, teachers, progress, device)
+    make_and_evaluate([(out / "sets" / f"{variant}-ipc{ipc}", *VARIANTS[variant], ipc, 0) for ipc in ipcs for variant in variants],
+                      presets, device)
 
 
 def accuracy_table(out: Path, presets: list[str], ipcs: list[int]) -> str:

@@ -2,7 +2,8 @@
 of the `hard-dsa` preset (or the one named), or several student seeds where one student's spread
 is as large as the differences, its accuracy on the validation split. Shared by the
 benchmarks that tune (diffusion.py --tune / --choose-defaults, inversion.py --sweep, kd_sets.py
---choose); the test split takes no part."""
+--choose); the test split takes no part. `make_and_evaluate` is the other shared loop: make sets,
+then score them on the test split (kd_sets.py, formation.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ddkit.data import DatasetConfig, load_dataset
-from ddkit.evaluate import load_eval_preset
+from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.evaluate.students import train_student
 from ddkit.models.teachers import TeacherPool
 from ddkit.pipeline import make_set
@@ -55,3 +56,17 @@ def validation_scores(candidates: dict[str, tuple[str, dict]], out: Path, device
     students = "seed 0" if seeds == (0,) else f"seeds {', '.join(map(str, seeds))}: mean ± std"
     note = NOTE if len(seeds) == 1 else "The same set scored by one student per seed (identical training randomness across candidates)."
     return "\n".join([note, "", f"| candidate | options | val top-1 ({preset_name}, {students}) | synthesis s |", "|---|---|---|---|", *rows])
+
+
+def make_and_evaluate(jobs: list[tuple[Path, str, dict, int, int]], presets: list[str], device: torch.device) -> None:
+    """Make each set (folder, method, options, IPC, set seed) and evaluate it under every preset on the
+    test split, results in folder/eval; both resume."""
+    dataset = DatasetConfig()
+    splits = load_dataset(dataset)
+    with make_progress() as progress:
+        teachers = TeacherPool(splits, progress=progress, device=device)
+        loaded = [load_eval_preset(p) for p in presets]
+        for folder, method, options, ipc, seed in jobs:
+            distilled = make_set(method, options, ipc, seed, splits, dataset, teachers, folder, progress)
+            for preset in loaded:
+                evaluate_set(distilled, preset, splits, folder / "eval", None, teachers, progress, device)

@@ -49,7 +49,8 @@ def test_run_preset_end_to_end_then_resume(tmp_path, cli):
          "unknown method 'kip'; choose one of: dap, dc, diffusion, dm, herding, kcenter, manifoldgd, mgd3, prism, prism-dfkd, random, rded, sre2l, "
          "text-diffusion"),
         (["synthesize", "random", "--ipc", "6000", "--out", "{tmp}/s"], "IPC 6000 is not possible: the smallest class has 5500"),
-        (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"], "unknown key 'herding.teachr'; valid keys: bandwidth, kernel"),
+        (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"],
+         "unknown key 'herding.teachr'; valid keys: bandwidth, factor, kernel"),
         (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--data-root", "{tmp}/none"],
          "does not exist; install them with 'apt-get install dataset-fashion-mnist'"),
         (["synthesize", "random", "--ipc", "1", "--out", "{tmp}/s", "--dataset.val_size=lots"], "dataset.val_size must be an integer, got 'lots'"),
@@ -95,7 +96,7 @@ def test_list_methods_shows_every_option_with_type_default_and_help(monkeypatch,
     assert options["dap", "sampler.steps"] == ["int", "50", "denoising steps"]
     assert options["sre2l", "logit_teachers"][1] == "[convnet-bn]"  # a list default is not eaten as rich markup
     assert options["text-diffusion", "prompts.style"][:2] == ["bool", "false"]
-    assert options["random", "–"] == ["", "", "no options"]
+    assert options["random", "factor"][:2] == ["int", "1"]
     assert ["needs: diffusion", "", "", "", ""] in cells and ["needs: diffusion, text", "", "", "", ""] in cells
 
 

@@ -22,12 +22,13 @@ import torch
 from rich.progress import Progress
 
 from ddkit import distributed
-from ddkit.config import build, load_yaml, merge, to_dict
+from ddkit.config import build, hash_dict, load_yaml, merge, to_dict
 from ddkit.curves import CurveLog
 from ddkit.data import DatasetConfig, DistilledSet, load_dataset
 from ddkit.data.distilled import matching_set
 from ddkit.data.images import DataSplits
 from ddkit.diffusion.train import PriorPool
+from ddkit.errors import DDKitError
 from ddkit.evaluate import evaluate_set, load_eval_preset
 from ddkit.evaluate.diversity import measure_diversity
 from ddkit.evaluate.fidelity import measure_fidelity
@@ -85,21 +86,33 @@ def set_name(method: str, ipc: int) -> str:
     return f"{method}-ipc{ipc}"
 
 
+def comparable_config(method: str, stored: Any) -> Any:
+    """A stored set's method config as `hash_dict` writes it: an option added to the method since the
+    set was made reads as its default, so the set still matches a config that leaves it there."""
+    if not isinstance(stored, dict):
+        return stored
+    try:
+        return json.loads(json.dumps(hash_dict(resolve_config(method, stored))))
+    except (DDKitError, TypeError, ValueError):
+        return stored  # not a config of this method: compared as stored, so it differs
+
+
 def make_set(
     method: str, options: dict[str, Any], ipc: int, seed: int, splits: DataSplits, dataset: DatasetConfig,
     teachers: TeacherPool, out: Path, progress: Optional[Progress] = None,
 ) -> DistilledSet:
     """Synthesize into `out` unless the same set is already there; refuse anything else at `out`."""
-    wanted = json.loads(json.dumps({"method": method, "config": to_dict(resolve_config(method, options)),
+    wanted = json.loads(json.dumps({"method": method, "config": hash_dict(resolve_config(method, options)),
                                     "ipc": ipc, "seed": seed, "dataset": to_dict(dataset)}))
     distributed.check_agree({"set": wanted, "data": splits.fingerprint}, "set configuration or dataset")
-    existing = matching_set(out, wanted)
+    comparable = {"config": lambda stored: comparable_config(method, stored)}
+    existing = matching_set(out, wanted, comparable)
     if existing is not None:
         log.info("%s already holds this set; reusing it", out)
         return existing
     # Under torchrun rank 0 alone holds the lock and writes; every rank makes its share of the work items.
     with distributed.main_holds(exclusive(out, f"the set {out}")):
-        existing = matching_set(out, wanted)  # another process may have made it meanwhile
+        existing = matching_set(out, wanted, comparable)  # another process may have made it meanwhile
         if existing is not None:
             return existing
         workdir = distributed.on_main(lambda: open_workdir(out.with_name(out.name + ".partial"), f"distilled set {out.name}"))

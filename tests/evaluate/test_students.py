@@ -174,3 +174,11 @@ def test_imagenet_soft_runs_with_the_teacher_a_run_sets(tiny, tiny_teacher_loade
     (summary,) = evaluate_set(distilled, preset, tiny, tmp_path, None, tiny_teacher_loader)
     assert summary.preset == "imagenet-soft@convnet-bn" and summary.teacher.startswith("convnet-bn")
     assert (tmp_path / "imagenet-soft@convnet-bn").is_dir() and 0 <= summary.mean <= 100
+
+
+def test_a_multi_formation_set_trains_students_on_its_decoded_tiles_and_scores_them_on_val_too(tiny, tiny_teacher_loader, tmp_path):
+    distilled = synthesize("random", {"factor": 2}, SynthesisContext(tiny, 2, 0, tiny_teacher_loader))
+    (summary,) = evaluate_set(distilled, quick("hard-dsa-quick", epochs=2, seeds=[0]), tiny, tmp_path)
+    record = json.loads(next(tmp_path.glob("*/*/seed-0.json")).read_text())
+    assert record["train_images"] == 80 and 0 <= record["val_accuracy"] <= 100
+    assert summary.val_mean == round(record["val_accuracy"], 2)

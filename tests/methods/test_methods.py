@@ -41,7 +41,7 @@ def test_unknown_method_and_option(tiny, tiny_teacher_loader):
     with pytest.raises(DDKitError, match="unknown method 'kip'; choose one of: dap, dc, diffusion, dm, herding, kcenter, manifoldgd, "
                                          "mgd3, prism, prism-dfkd, random, rded, sre2l, text-diffusion"):
         synthesize("kip", {}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))
-    with pytest.raises(DDKitError, match="unknown key 'herding.teachr'; valid keys: bandwidth, kernel, space, teacher, temperature"):
+    with pytest.raises(DDKitError, match="unknown key 'herding.teachr'; valid keys: bandwidth, factor, kernel, space, teacher, temperature"):
         synthesize("herding", {"teachr": "x"}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))
 
 

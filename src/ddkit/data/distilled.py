@@ -6,6 +6,9 @@
     SET/images/0003_Dress/00000.png   8-bit view for eyes and torchvision's ImageFolder
     SET/curves/              curves of the synthesis's training loops, when it has any (ddkit.curves)
 
+A set made with a formation factor f > 1 (manifest "factor") stores f × f low-resolution tiles per
+image (ddkit.data.formation); its IPC counts stored images, and students train on the decoded tiles.
+
 The tensors are the source of truth; PNGs are clamped to [0, 1] and quantised, so they are only
 a view. Folder names carry the zero-padded class index, so sorted order is class order and a
 class name never becomes a path unescaped.
@@ -24,6 +27,7 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ddkit.data import formation
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.runs import (
@@ -53,6 +57,10 @@ MANIFEST_KEYS: dict[str, Callable[[Any], bool]] = {
     "std": _is_list_of((int, float)),
     "checksums": lambda value: isinstance(value, dict) and isinstance(value.get(TENSORS), str),
 }
+OPTIONAL_KEYS: dict[str, Callable[[Any], bool]] = {
+    "meta": lambda value: isinstance(value, dict),
+    "factor": lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+}
 
 
 def class_folder_name(index: int, name: str) -> str:
@@ -68,6 +76,7 @@ class DistilledSet:
     std: tuple[float, ...]
     soft_labels: Optional[torch.Tensor] = None  # (N, K) float
     meta: dict[str, Any] = field(default_factory=dict)
+    factor: int = 1  # multi-formation: each stored image holds factor × factor tiles (ddkit.data.formation)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -77,7 +86,18 @@ class DistilledSet:
         return int(torch.bincount(self.labels, minlength=len(self.class_names)).max())
 
     def as_image_set(self) -> ImageSet:
-        return ImageSet(self.images, self.labels, self.class_names, self.mean, self.std)
+        """The images a student trains on: the decoded tiles of a multi-formation set."""
+        decoded = self.decoded()
+        return ImageSet(decoded.images, decoded.labels, self.class_names, self.mean, self.std)
+
+    def decoded(self) -> "DistilledSet":
+        """The set as factor-1 training images: each stored image's tiles, upsampled, with its labels."""
+        if self.factor == 1:
+            return self
+        per_image = self.factor**2
+        soft = None if self.soft_labels is None else self.soft_labels.repeat_interleave(per_image, 0)
+        return DistilledSet(formation.decode(self.images, self.factor), self.labels.repeat_interleave(per_image),
+                            self.class_names, self.mean, self.std, soft, self.meta)
 
     def save(self, path: Path, folders: Optional[dict[str, Path]] = None) -> None:
         """Write the set; existing `folders` (e.g. the synthesis curves) are copied in under their
@@ -102,6 +122,7 @@ class DistilledSet:
                     "num_images": len(self),
                     "ipc": self.ipc,
                     "image_shape": list(self.images.shape[1:]),
+                    "factor": self.factor,
                     "has_soft_labels": self.soft_labels is not None,
                     "checksums": {TENSORS: sha256_file(tmp / TENSORS)},
                     "meta": self.meta,
@@ -143,6 +164,7 @@ class DistilledSet:
             std=tuple(manifest["std"]),
             soft_labels=tensors.get("soft_labels"),
             meta=manifest.get("meta", {}),
+            factor=manifest.get("factor", 1),
         )
         check_contents(loaded, f"{tensor_path}: ", "re-create the set")
         # A tool may store other widths; everything downstream expects float32 pixels and int64 labels.
@@ -163,8 +185,7 @@ def check_manifest(manifest: Any, source: Path) -> dict[str, Any]:
         raise DDKitError(f"{source} has format {manifest['format']!r}, expected {FORMAT!r}; re-create the set, "
                          "or bring another tool's set in with 'ddkit import'")
     wrong = [key for key, is_valid in MANIFEST_KEYS.items() if not is_valid(manifest[key])]
-    if not isinstance(manifest.get("meta", {}), dict):
-        wrong.append("meta")
+    wrong += [key for key, is_valid in OPTIONAL_KEYS.items() if key in manifest and not is_valid(manifest[key])]
     if wrong:
         raise DDKitError(f"{source} has a malformed {wrong[0]!r} ({manifest[wrong[0]]!r}); re-create the set")
     return manifest
@@ -197,11 +218,15 @@ def content_problem(distilled: DistilledSet) -> Optional[str]:
         return f"soft_labels have shape {tuple(soft.shape)}, expected ({labels.shape[0]}, {classes}): a row per image, a column per class"
     if soft is not None and not torch.isfinite(soft).all():
         return "soft_labels hold NaN or infinite values"
+    if images.shape[2] % distilled.factor or images.shape[3] % distilled.factor:
+        return f"formation factor {distilled.factor} does not divide the {images.shape[2]}×{images.shape[3]} images"
     return None
 
 
-def matching_set(path: Path, wanted: dict[str, Any]) -> Optional[DistilledSet]:
-    """The set at `path` if its metadata holds `wanted`; None when `path` is free (absent or empty).
+def matching_set(path: Path, wanted: dict[str, Any], comparable: Optional[dict[str, Callable[[Any], Any]]] = None,
+                 ) -> Optional[DistilledSet]:
+    """The set at `path` if its metadata holds `wanted` (a key's stored value passed through
+    `comparable[key]` first, where given); None when `path` is free (absent or empty).
 
     Anything else there is an error: another ddkit set (naming the key that differs), or a folder
     ddkit did not write, which is never replaced.
@@ -211,7 +236,7 @@ def matching_set(path: Path, wanted: dict[str, Any]) -> Optional[DistilledSet]:
     if not DISTILLED_SET.recognise(path):
         return None
     existing = DistilledSet.load(path)
-    found = {key: existing.meta.get(key) for key in wanted}
+    found = {key: (comparable or {}).get(key, lambda value: value)(existing.meta.get(key)) for key in wanted}
     if found != wanted:
         key = next(k for k in wanted if found[k] != wanted[k])
         raise DDKitError(f"{path} holds a set made with another {key} ({str(found[key])[:80]!r}); "

@@ -55,7 +55,8 @@ def real_reference(train: ImageSet, per_class: int = REAL_SAMPLE, seed: int = 0)
 
 def set_diversity(distilled: DistilledSet, train: ImageSet, extractor: Teacher) -> dict:
     real = real_reference(train)
-    synthetic = class_cosines(extractor, distilled.images.split(CHUNK), distilled.labels, train.num_classes)
+    decoded = distilled.decoded()  # the images students train on
+    synthetic = class_cosines(extractor, decoded.images.split(CHUNK), decoded.labels, train.num_classes)
     reference = class_cosines(extractor, (images for _, images, _ in real.batches(CHUNK)), real.labels, train.num_classes)
     finite = [v for v in synthetic if v == v]
     return {

@@ -156,15 +156,16 @@ def set_fidelity(
     k: int = NEIGHBOURS, real_size: int = TEST_SAMPLE,
 ) -> dict:
     """PRDC, FID and KID of the set and of a same-sized real training sample, against a test sample."""
+    training = distilled.decoded()  # the images students train on, against as many real ones
     seed = item_seed(0, "fidelity-reference")
     test_sample = class_sample(test, [real_size // test.num_classes] * test.num_classes, seed)
-    counts = torch.bincount(distilled.labels, minlength=train.num_classes).tolist()
+    counts = torch.bincount(training.labels, minlength=train.num_classes).tolist()
     real = class_sample(train, counts, seed)
     test_features = extract_features(extractor, set_chunks(test_sample))
     return {
-        "extractor": extractor.label, "k": k, "ipc": distilled.ipc, "set_size": len(distilled),
+        "extractor": extractor.label, "k": k, "ipc": distilled.ipc, "set_size": len(training),
         "test_size": len(test_sample),
-        **fidelity_numbers(test_features, extract_features(extractor, distilled.images.split(FEATURE_BATCH)), k),
+        **fidelity_numbers(test_features, extract_features(extractor, training.images.split(FEATURE_BATCH)), k),
         "real_reference": {"size": len(real), **fidelity_numbers(test_features, extract_features(extractor, set_chunks(real)), k)},
     }
 

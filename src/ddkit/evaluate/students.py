@@ -63,6 +63,9 @@ class Summary:
     mean: float
     std: float  # population std over seeds, as the DC/DSA code reports
     shift_means: dict[str, float] = field(default_factory=dict)  # mean accuracy on each shifted test copy
+    # mean accuracy of the same students on the validation split, what a choice between sets may look at;
+    # None when the dataset has no validation split or a reused record predates it
+    val_mean: Optional[float] = None
 
     def text(self) -> str:
         return f"{self.mean:.2f} ± {self.std:.2f}"
@@ -182,6 +185,7 @@ def evaluate_set(
     Nothing is trained before the results folder has proven writable, and one job at a time
     evaluates a set (another waits, then reuses the seeds it finished). Under torchrun every rank
     calls this together; `parallel` says how they share the runs (module docstring)."""
+    distilled = distilled.decoded()  # students train on a multi-formation set's tiles
     check_preset_fits(preset, distilled)
     if len(splits.test) == 0:
         raise DDKitError(f"dataset {splits.name!r} has no test images to score students on; pass --data-root with "
@@ -232,8 +236,8 @@ def _evaluate_set(
 
     def run(i: int, ddp: bool) -> dict:
         student, seed = runs[i]
-        return _evaluate_run(data, preset, student, seed, teacher, scored, shifted, paths[i], results_dir, progress,
-                             device, distilled.soft_labels, mode, ddp)
+        return _evaluate_run(data, preset, student, seed, teacher, scored, shifted, splits.val, paths[i], results_dir,
+                             progress, device, distilled.soft_labels, mode, ddp)
 
     if mode == "ddp":
         results |= {i: run(i, ddp=True) for i in todo}
@@ -245,10 +249,12 @@ def _evaluate_set(
     for k, student in enumerate(students or [preset.student]):
         records = [results[k * len(preset.seeds) + j] for j in range(len(preset.seeds))]
         accuracies = [r["test_accuracy"] for r in records]
+        val = [r.get("val_accuracy") for r in records]
         summaries.append(Summary(
             preset.name, student.label(), teacher.label if teacher else None, preset.quick, list(preset.seeds),
             accuracies, round(statistics.fmean(accuracies), 2), round(statistics.pstdev(accuracies), 2),
             {name: round(statistics.fmean(r.get("shift_accuracy", {})[name] for r in records), 2) for name in preset.shifts},
+            round(statistics.fmean(val), 2) if None not in val else None,
         ))
     folders = [student_dir(results_dir, preset, student) for student in students or [preset.student]]
     distributed.on_main(lambda: _write_summaries(folders, summaries))
@@ -270,7 +276,7 @@ def _finished(path: Path, preset: EvalPreset) -> Optional[dict]:
 
 def _evaluate_run(
     data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int, teacher: Optional[Teacher], scored: ImageSet,
-    shifted: dict[str, ImageSet], path: Path, results_dir: Path, progress: Optional[Progress], device: torch.device,
+    shifted: dict[str, ImageSet], validation: ImageSet, path: Path, results_dir: Path, progress: Optional[Progress], device: torch.device,
     set_soft_labels: Optional[torch.Tensor], mode: str, ddp: bool,
 ) -> dict:
     """Train and score one (student, seed) and write its record; with `ddp`, every rank together (rank 0 writes)."""
@@ -286,6 +292,7 @@ def _evaluate_run(
         "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,
         "test_accuracy": round(accuracy(model, scored, spread=ddp), 3), "scored_images": len(scored),
         "shift_accuracy": {name: round(accuracy(model, images, spread=ddp), 3) for name, images in shifted.items()},
+        "val_accuracy": round(accuracy(model, validation, spread=ddp), 3) if len(validation) else None,
         "train_images": len(data), "seconds": round(time.perf_counter() - started, 1),
         "ddkit": __version__, "device": device_label(device),
         "parallel": mode, "world_size": distributed.current().size,

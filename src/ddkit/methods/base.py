@@ -14,6 +14,7 @@ from torch import nn
 
 from ddkit.config import build, to_dict
 from ddkit.curves import CurveLog
+from ddkit.data import formation
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import DataSplits, ImageSet
 from ddkit.errors import DDKitError
@@ -103,9 +104,23 @@ def check_training_images(method: str, ctx: SynthesisContext) -> None:
         raise DDKitError(f"IPC {ctx.ipc} is not possible; choose an IPC of at least 1")
 
 
-def subset_as_distilled(train: ImageSet, indices: torch.Tensor, meta: dict[str, Any]) -> DistilledSet:
-    return DistilledSet(train.load(indices), train.labels[indices], train.class_names, train.mean, train.std,
-                        meta={"source_indices": indices.tolist(), **meta})
+def subset_as_distilled(train: ImageSet, indices: torch.Tensor, meta: dict[str, Any], factor: int = 1) -> DistilledSet:
+    """The training images at `indices` as a set; with a formation `factor`, each run of factor² of them
+    (class-major, so one class's) is shrunk into the tiles of one stored image."""
+    tiles = factor * factor
+    return DistilledSet(formation.encode(train.load(indices), factor), train.labels[indices][::tiles], train.class_names,
+                        train.mean, train.std, meta={"source_indices": indices.tolist(), **meta}, factor=factor)
+
+
+def real_images_needed(train: ImageSet, ipc: int, factor: int) -> int:
+    """Real images per class that `ipc` stored images of formation `factor` hold; refuse what the data cannot give."""
+    formation.check_factor(factor, *train.image_shape[1:])
+    needed = ipc * factor * factor
+    smallest = int(train.class_counts().min())
+    if factor > 1 and needed > smallest:
+        raise DDKitError(f"IPC {ipc} with formation factor {factor} needs {needed} training images per class and the "
+                         f"smallest class has {smallest}; lower the IPC or the factor")
+    return needed
 
 
 def step_in_box(optimizer: torch.optim.Optimizer, loss: torch.Tensor, x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> None:

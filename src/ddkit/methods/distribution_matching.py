@@ -23,6 +23,8 @@ What differs from main_DM.py, and why:
 - `init: herding` (or `kernel-herding`, herding under an RBF kernel) starts from that coreset of
   `init_teacher`'s features instead of random real images (issue 14: a matching method started from
   the strongest real-image sets).
+- `factor: f` (IDC's multi-formation, ddkit.data.formation) stores f² low-resolution tiles per
+  image and matches their decoded, upsampled copies: ipc·f² images per class in the same pixels.
 - `embedding: <teacher>` matches in one trained teacher's features, frozen, instead of a random
   network per iteration, and `kernel: rbf` matches the classes' distributions (MMD under an RBF
   kernel) rather than their means: kernel herding carried from the choice of real images to their
@@ -35,18 +37,19 @@ generator seeded by the item, so sets do not depend on how many processes made t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import torch
 
-from ddkit.config import to_dict
+from ddkit.config import ADDED_OPTION, hash_dict
 from ddkit.curves import log_interval
+from ddkit.data import formation
 from ddkit.data.augment import dsa_siamese
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, frozen, register_method, step_in_box
+from ddkit.methods.base import Method, SynthesisContext, frozen, real_images_needed, register_method, step_in_box
 from ddkit.methods.herding import herding_picks
 from ddkit.methods.runner import run_items
 from ddkit.models.classifier import Classifier, build_model, parse_model_spec
@@ -73,6 +76,7 @@ class DMConfig:
     kernel: Literal["linear", "rbf"] = "linear"  # linear: match class means (the paper); rbf: MMD², σ² the real batch's median squared distance
     augmentation: Literal["dsa", "none"] = "dsa"  # siamese DSA on real and synthetic images alike
     classes_per_item: int = 0  # classes optimised together in one work item; 0: all of them
+    factor: int = field(default=1, metadata=ADDED_OPTION)  # multi-formation (IDC): each stored image holds factor² tiles, matched decoded
 
     def __post_init__(self) -> None:
         for name in ("iterations", "lr", "real_batch"):
@@ -125,12 +129,14 @@ class DistributionMatching(Method):
         cfg, train = self.config, ctx.splits.train
         spec = parse_model_spec(cfg.network)
         items = work_items(cfg, train.num_classes)
-        fingerprint = config_hash({"config": to_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint})
+        real_images_needed(train, ctx.ipc, cfg.factor)
+        fingerprint = config_hash({"config": hash_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint})
         made = run_items(items, fingerprint, lambda item: self._run_item(ctx, item, spec), "distribution matching",
                          ctx.workdir, ctx.progress)
         images = torch.cat([block for block, _ in made])  # class-major: items are class ranges in order
         labels = torch.arange(train.num_classes).repeat_interleave(ctx.ipc)
-        return DistilledSet(images, labels, train.class_names, train.mean, train.std, meta={"items": [r for _, r in made]})
+        return DistilledSet(images, labels, train.class_names, train.mean, train.std, meta={"items": [r for _, r in made]},
+                            factor=cfg.factor)
 
     def _run_item(self, ctx: SynthesisContext, item: WorkItem, spec) -> tuple[torch.Tensor, dict]:
         cfg, train = self.config, ctx.splits.train
@@ -139,12 +145,13 @@ class DistributionMatching(Method):
         pools = [train.load(m).to(ctx.device) for m in members]
         mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in (train.mean, train.std))
         low, high = (0 - mean) / std, (1 - mean) / std
-        herded = herding_picks(ctx, item.classes, cfg.init_teacher, cfg.init) if "herding" in cfg.init else None
-        x = start_images(cfg.init, pools, ctx.ipc, generator, mean, std, herded).requires_grad_(True)
+        per_class = ctx.ipc * cfg.factor**2  # decoded images per class
+        herded = herding_picks(ctx, item.classes, cfg.init_teacher, cfg.init, per_class) if "herding" in cfg.init else None
+        x = formation.encode(start_images(cfg.init, pools, per_class, generator, mean, std, herded), cfg.factor).requires_grad_(True)
         optimizer = torch.optim.SGD([x], lr=cfg.lr, momentum=cfg.momentum)
         # the real batch of class k takes owner k, its synthetic images owner k too: one draw per class
         real_owner = torch.arange(len(item.classes)).repeat_interleave(cfg.real_batch)
-        synthetic_owner = torch.arange(len(item.classes)).repeat_interleave(ctx.ipc)
+        synthetic_owner = torch.arange(len(item.classes)).repeat_interleave(per_class)
         owner = torch.cat([real_owner, synthetic_owner])
         curves, every = ctx.curves.child(f"dm/{item.key}"), log_interval(cfg.iterations)
         real_chunk = len(real_owner) if ctx.device.type == "cuda" else CPU_CHUNK
@@ -155,7 +162,7 @@ class DistributionMatching(Method):
             for step in range(cfg.iterations):
                 network = teacher if teacher is not None else fresh_network(spec, train, generator, ctx.device).requires_grad_(False)
                 real = torch.cat([pool[torch.randint(len(pool), (cfg.real_batch,), generator=generator).to(ctx.device)] for pool in pools])
-                synthetic = x * std + mean
+                synthetic = formation.decode(x, cfg.factor) * std + mean  # decoding is affine, so it commutes with the unit change
                 if cfg.augmentation == "dsa":
                     both = dsa_siamese(torch.cat([real, synthetic]), (train.mean, train.std), generator, owner)
                     real, synthetic = both[:len(real_owner)], both[len(real_owner):]

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddkit.config import to_dict
+from ddkit.config import hash_dict
 from ddkit.curves import log_interval
 from ddkit.data.augment import dsa, dsa_siamese
 from ddkit.data.distilled import DistilledSet
@@ -122,7 +122,7 @@ class GradientMatching(Method):
 
     def synthesize(self, ctx: SynthesisContext) -> DistilledSet:
         cfg, train = self.config, ctx.splits.train
-        fingerprint = config_hash({"config": to_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint})
+        fingerprint = config_hash({"config": hash_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint})
         ((images, record),) = run_items([WholeSet()], fingerprint, lambda item: self._run(ctx, item, fingerprint),
                                         "gradient matching", ctx.workdir, ctx.progress)
         labels = torch.arange(train.num_classes).repeat_interleave(ctx.ipc)

@@ -33,7 +33,7 @@ from typing import Literal, Optional
 
 import torch
 
-from ddkit.config import to_dict
+from ddkit.config import hash_dict
 from ddkit.curves import CurveLog
 from ddkit.data.class_lists import imagenet_indices
 from ddkit.data.distilled import DistilledSet
@@ -131,7 +131,7 @@ class GuidedDiffusion(Method):
         prior = ctx.load_prior(cfg.prior)
         prior_classes = check_prior(prior, train, cfg)
         items = work_items(ctx.ipc, train.num_classes, cfg.batch)
-        fingerprint = config_hash({"config": to_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,
+        fingerprint = config_hash({"config": hash_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,
                                    "prior": prior.meta.get("source")})
         engine = _Engine(cfg, prior, train, ctx.seed, ctx.ipc)
         images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)

@@ -10,6 +10,8 @@ so the set matches the class's distribution, not only its mean. `space: soft-lab
 teacher's class probabilities at a temperature instead of its features: the set then spans the
 teacher's confusions with other classes, which is what a soft-label student learns from (on
 Fashion-MNIST it does worse than herding features; benchmarks/results/kd-sets-choose.md).
+`factor: f` herds ipc·f² images and stores them f² to an image at 1/f resolution (IDC's
+multi-formation, ddkit.data.formation): more, smaller real images in the same pixels.
 
 | paper          | code                      |
 |----------------|---------------------------|
@@ -21,15 +23,17 @@ Fashion-MNIST it does worse than herding features; benchmarks/results/kd-sets-ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
+from ddkit.config import ADDED_OPTION
 from ddkit.data.distilled import DistilledSet
 from ddkit.methods.base import (
     Method,
     SynthesisContext,
+    real_images_needed,
     register_method,
     subset_as_distilled,
 )
@@ -43,6 +47,7 @@ class HerdingConfig:
     temperature: float = 4.0  # soft-labels space: the softmax temperature (the soft-kd preset's T)
     kernel: Literal["linear", "rbf"] = "linear"  # linear: match the class mean; rbf: kernel herding, match the class distribution
     bandwidth: float = 1.0  # rbf: the kernel's σ² as a multiple of the class's median squared distance
+    factor: int = field(default=1, metadata=ADDED_OPTION)  # multi-formation (IDC): herd ipc·factor² images, store factor² per image
 
     def __post_init__(self) -> None:
         if self.temperature <= 0 or self.bandwidth <= 0:
@@ -105,19 +110,20 @@ class Herding(Method):
 
     def synthesize(self, ctx: SynthesisContext) -> DistilledSet:
         cfg = self.config
+        count = real_images_needed(ctx.splits.train, ctx.ipc, cfg.factor)
         teacher = ctx.teacher(cfg.teacher)
         chosen = []
         for members, features in class_features(teacher, ctx.splits.train, ctx.progress):
             points = softened_probabilities(teacher, features, cfg.temperature) if cfg.space == "soft-labels" else features
-            chosen.append(members[herded_order(points, ctx.ipc, cfg.kernel, cfg.bandwidth)])
-        return subset_as_distilled(ctx.splits.train, torch.cat(chosen), {"teacher": teacher.label})
+            chosen.append(members[herded_order(points, count, cfg.kernel, cfg.bandwidth)])
+        return subset_as_distilled(ctx.splits.train, torch.cat(chosen), {"teacher": teacher.label}, cfg.factor)
 
 
 def herding_picks(ctx: SynthesisContext, classes: tuple[int, ...] | range, teacher_name: str,
-                  kind: Literal["herding", "kernel-herding"]) -> list[torch.Tensor]:
-    """Per class, the positions in its pool (`train.indices_of(c)`) of the herding coreset's `ipc`
-    images: mean herding, or kernel herding at the median bandwidth (the `herding` method's options)."""
+                  kind: Literal["herding", "kernel-herding"], count: int = 0) -> list[torch.Tensor]:
+    """Per class, the positions in its pool (`train.indices_of(c)`) of the herding coreset's `count`
+    images (0: `ipc`): mean herding, or kernel herding at the median bandwidth (the `herding` method's options)."""
     train = ctx.splits.train
     features = embed(ctx.teacher(teacher_name), train, ctx.progress)
     kernel = "linear" if kind == "herding" else "rbf"
-    return [torch.tensor(herded_order(features[train.indices_of(c)], ctx.ipc, kernel)) for c in classes]
+    return [torch.tensor(herded_order(features[train.indices_of(c)], count or ctx.ipc, kernel)) for c in classes]

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddkit.config import to_dict
+from ddkit.config import hash_dict
 from ddkit.curves import log_interval
 from ddkit.data.augment import crop_flip
 from ddkit.data.distilled import DistilledSet
@@ -235,7 +235,7 @@ class Inversion(Method):
         items = work_items(cfg, ctx.ipc, train.num_classes)
         per_index_real = self._start_orders(ctx) if cfg.init != "noise" else None
         pre_draw = draw_panel(cfg, torch.Generator().manual_seed(item_seed(ctx.seed, "pre"))) if cfg.bn_sampler == "pre" else None
-        fingerprint = config_hash({"config": to_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,
+        fingerprint = config_hash({"config": hash_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,
                                    "teachers": {n: t.label for n, t in teachers.items()}})
         images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)
         with ExitStack() as stack:

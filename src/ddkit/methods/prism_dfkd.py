@@ -32,7 +32,7 @@ from typing import Optional
 
 import torch
 
-from ddkit.config import to_dict
+from ddkit.config import hash_dict, to_dict
 from ddkit.curves import CurveLog
 from ddkit.data.distilled import DistilledSet
 from ddkit.diffusion.energy import EnergyGuidance, Objective, energy_objective, keep_lowest_energy
@@ -95,7 +95,7 @@ class PrismDFKD(Method):
         prompts = build_prompts(options, train.class_names, ctx.seed)
         per_class = math.ceil(ctx.ipc / (1 - cfg.filter_fraction)) if cfg.filter_fraction else ctx.ipc
         items = work_items(per_class, train.num_classes, cfg.batch)
-        fingerprint = config_hash({"config": to_dict(cfg), "prompts": prompts.prompts, "seed": ctx.seed,
+        fingerprint = config_hash({"config": hash_dict(cfg), "prompts": prompts.prompts, "seed": ctx.seed,
                                    "prior": prior.meta.get("source"), "teacher": teacher.label, "per_class": per_class})
         images = torch.zeros(per_class, train.num_classes, *train.image_shape)
         made = run_items(items, fingerprint,
