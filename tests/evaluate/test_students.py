@@ -178,7 +178,9 @@ def test_imagenet_soft_runs_with_the_teacher_a_run_sets(tiny, tiny_teacher_loade
 
 def test_a_multi_formation_set_trains_students_on_its_decoded_tiles_and_scores_them_on_val_too(tiny, tiny_teacher_loader, tmp_path):
     distilled = synthesize("random", {"factor": 2}, SynthesisContext(tiny, 2, 0, tiny_teacher_loader))
-    (summary,) = evaluate_set(distilled, quick("hard-dsa-quick", epochs=2, seeds=[0]), tiny, tmp_path)
+    (summary,) = evaluate_set(distilled, quick("hard-dsa-quick", epochs=2, seeds=[0], quick=False), tiny, tmp_path)
     record = json.loads(next(tmp_path.glob("*/*/seed-0.json")).read_text())
     assert record["train_images"] == 80 and 0 <= record["val_accuracy"] <= 100
     assert summary.val_mean == round(record["val_accuracy"], 2)
+    (quick_summary,) = evaluate_set(distilled, quick("hard-dsa-quick", epochs=2, seeds=[0]), tiny, tmp_path / "quick")
+    assert quick_summary.val_mean is None  # quick presets choose nothing: no validation pass

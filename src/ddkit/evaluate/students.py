@@ -127,6 +127,12 @@ def scoring_split(preset: EvalPreset, splits: DataSplits) -> ImageSet:
     return carve_validation(splits.test, preset.test_subset, seed=0)[1]
 
 
+def validation_split(preset: EvalPreset, splits: DataSplits) -> Optional[ImageSet]:
+    """What the students are also scored on, for choices between sets: the validation split; none for a
+    quick preset (demo and tests: nothing is chosen with them, and on a CPU the pass costs as much as the training)."""
+    return None if preset.quick or len(splits.val) == 0 else splits.val
+
+
 def train_student(
     data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int,
     teacher: Optional[Teacher] = None, progress: Optional[Progress] = None, device: torch.device = torch.device("cpu"),
@@ -226,7 +232,7 @@ def _evaluate_set(
         raise ValueError("soft-label presets need a teacher loader")
     teacher = teacher and rescaled(teacher, preset.ensemble_rescale)
     data = distilled.as_image_set()
-    scored = scoring_split(preset, splits)
+    scored, validation = scoring_split(preset, splits), validation_split(preset, splits)
     shifted = shifted_sets(scored, preset.shifts)
     runs = [(student, seed) for student in students or [preset.student] for seed in preset.seeds]
     paths = [student_dir(results_dir, preset, student) / f"seed-{seed}.json" for student, seed in runs]
@@ -236,7 +242,7 @@ def _evaluate_set(
 
     def run(i: int, ddp: bool) -> dict:
         student, seed = runs[i]
-        return _evaluate_run(data, preset, student, seed, teacher, scored, shifted, splits.val, paths[i], results_dir,
+        return _evaluate_run(data, preset, student, seed, teacher, scored, shifted, validation, paths[i], results_dir,
                              progress, device, distilled.soft_labels, mode, ddp)
 
     if mode == "ddp":
@@ -276,7 +282,7 @@ def _finished(path: Path, preset: EvalPreset) -> Optional[dict]:
 
 def _evaluate_run(
     data: ImageSet, preset: EvalPreset, student: ModelSpec, seed: int, teacher: Optional[Teacher], scored: ImageSet,
-    shifted: dict[str, ImageSet], validation: ImageSet, path: Path, results_dir: Path, progress: Optional[Progress], device: torch.device,
+    shifted: dict[str, ImageSet], validation: Optional[ImageSet], path: Path, results_dir: Path, progress: Optional[Progress], device: torch.device,
     set_soft_labels: Optional[torch.Tensor], mode: str, ddp: bool,
 ) -> dict:
     """Train and score one (student, seed) and write its record; with `ddp`, every rank together (rank 0 writes)."""
@@ -292,7 +298,7 @@ def _evaluate_run(
         "student": student.label(), "seed": seed, "teacher": teacher.label if teacher else None,
         "test_accuracy": round(accuracy(model, scored, spread=ddp), 3), "scored_images": len(scored),
         "shift_accuracy": {name: round(accuracy(model, images, spread=ddp), 3) for name, images in shifted.items()},
-        "val_accuracy": round(accuracy(model, validation, spread=ddp), 3) if len(validation) else None,
+        "val_accuracy": round(accuracy(model, validation, spread=ddp), 3) if validation is not None else None,
         "train_images": len(data), "seconds": round(time.perf_counter() - started, 1),
         "ddkit": __version__, "device": device_label(device),
         "parallel": mode, "world_size": distributed.current().size,
