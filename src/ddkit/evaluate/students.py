@@ -64,7 +64,7 @@ class Summary:
     std: float  # population std over seeds, as the DC/DSA code reports
     shift_means: dict[str, float] = field(default_factory=dict)  # mean accuracy on each shifted test copy
     # mean accuracy of the same students on the validation split, what a choice between sets may look at;
-    # None when the dataset has no validation split or a reused record predates it
+    # None under a quick preset, for a dataset without a validation split, or when a reused record predates it
     val_mean: Optional[float] = None
 
     def text(self) -> str:
@@ -129,7 +129,7 @@ def scoring_split(preset: EvalPreset, splits: DataSplits) -> ImageSet:
 
 def validation_split(preset: EvalPreset, splits: DataSplits) -> Optional[ImageSet]:
     """What the students are also scored on, for choices between sets: the validation split; none for a
-    quick preset (demo and tests: nothing is chosen with them, and on a CPU the pass costs as much as the training)."""
+    quick preset (demo and tests: nothing is chosen with them, and on a CPU the pass costs as much as a quick training)."""
     return None if preset.quick or len(splits.val) == 0 else splits.val
 
 
