@@ -43,6 +43,7 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "dm from kernel herding, factor 2, 1000 it": ("dm", {**KH, "iterations": 1000, "factor": 2}, 10, 0),
     "dm from kernel herding, teacher features, factor 2, 500 it": ("dm", {**TEACHER_DM, "factor": 2}, 10, 0),
     "dm from kernel herding, teacher features, factor 2, 1000 it": ("dm", {**TEACHER_DM, "factor": 2, "iterations": 1000}, 10, 0),
+    "dm from kernel herding, teacher features, factor 2, 2000 it": ("dm", {**TEACHER_DM, "factor": 2, "iterations": 2000}, 10, 0),
     "kernel herding, IPC 50": ("herding", {"kernel": "rbf"}, 50, 0),
     "kernel herding, factor 2, IPC 50": ("herding", {"kernel": "rbf", "factor": 2}, 50, 0),
     "dm from kernel herding, factor 2, 1000 it, IPC 50": ("dm", {**KH, "iterations": 1000, "factor": 2}, 50, 0),
