@@ -1,6 +1,6 @@
 """Multi-formation on Fashion-MNIST (issue 14): sets whose stored images each hold 2 × 2 (or 4 × 4)
-half- (quarter-) resolution tiles (IDC's parameterisation, the `factor` option of random, herding
-and dm), against the same methods at factor 1, side by side in one run.
+half- (quarter-) resolution tiles (IDC's parameterisation, the `factor` option of random, herding,
+dm and dc), against the same methods at factor 1, side by side in one run.
 
     python benchmarks/formation.py            # every variant: hard-dsa + soft-kd, 3 student seeds
     python benchmarks/formation.py --quick    # the quick presets, IPC 10 coresets only
@@ -30,6 +30,8 @@ from ddkit.runs import atomic_write_text, environment, read_json
 
 KH = {"init": "kernel-herding"}
 TEACHER_DM = {**KH, "embedding": "convnet-bn", "lr": 1.0, "iterations": 500}  # kd_sets.py's validation pick
+TEACHER_DM_F2 = {**TEACHER_DM, "factor": 2, "iterations": 1000}
+IDC = {**KH, "factor": 2, "real_batches": 2}  # IDC: dc at factor 2, the network trained on real batches between matching steps
 # name -> (method, options, IPC, set seed). Random draws are three sets (a random baseline is a mean over draws).
 VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "herding": ("herding", {}, 10, 0),
@@ -44,6 +46,13 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "dm from kernel herding, teacher features, factor 2, 500 it": ("dm", {**TEACHER_DM, "factor": 2}, 10, 0),
     "dm from kernel herding, teacher features, factor 2, 1000 it": ("dm", {**TEACHER_DM, "factor": 2, "iterations": 1000}, 10, 0),
     "dm from kernel herding, teacher features, factor 2, 2000 it": ("dm", {**TEACHER_DM, "factor": 2, "iterations": 2000}, 10, 0),
+    "dm from kernel herding, teacher features, factor 2, 1000 it, lr 2": ("dm", {**TEACHER_DM_F2, "lr": 2.0}, 10, 0),
+    "dm from kernel herding, teacher features, rbf, factor 2, 1000 it": ("dm", {**TEACHER_DM_F2, "kernel": "rbf"}, 10, 0),
+    "dm from kernel herding, teacher features, factor 2, 1000 it, set seed 1": ("dm", TEACHER_DM_F2, 10, 1),
+    "dsa from kernel herding, factor 2, 15 it": ("dc", {**KH, "factor": 2, "iterations": 15}, 10, 0),
+    "idc from kernel herding, 60 it": ("dc", {**IDC, "iterations": 60}, 10, 0),
+    "idc from kernel herding, 120 it": ("dc", {**IDC, "iterations": 120}, 10, 0),
+    "idc from kernel herding, 50 steps per network, 12 it": ("dc", {**IDC, "outer_loop": 50, "iterations": 12}, 10, 0),
     "kernel herding, IPC 50": ("herding", {"kernel": "rbf"}, 50, 0),
     "kernel herding, factor 2, IPC 50": ("herding", {"kernel": "rbf", "factor": 2}, 50, 0),
     "dm from kernel herding, factor 2, 1000 it, IPC 50": ("dm", {**KH, "iterations": 1000, "factor": 2}, 50, 0),

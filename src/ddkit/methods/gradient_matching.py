@@ -22,6 +22,13 @@ What differs from main.py, and why:
 - IPCs outside main.py's table (1, 10, 20, 30, 40, 50) take the entry of the largest IPC below them.
 - no BatchNorm special-casing: main.py's ConvNet uses instance norm, as this default does; a BatchNorm
   `network` here normalises each class's batch on its own.
+- `factor: f` (multi-formation, ddkit.data.formation) stores f² low-resolution tiles per image and
+  matches the gradients of their decoded copies; with `real_batches: n` the network trains between
+  matching steps on n augmented batches of real images instead of on the set. Both together are IDC
+  (Kim et al., "Dataset Condensation via Efficient Synthetic-Data Parameterization", ICML 2022;
+  reference code snu-mllab/Efficient-Dataset-Condensation, condense.py: 500 real images per gap, so
+  the matched network follows a real-data trajectory rather than the set's own). IDC's l1 distance
+  and cutmix on the network's data are not taken: DSA's distance and augmentation stay.
 
 The classes are coupled (the network trains on the whole set between steps), so the whole set is
 one work item; it keeps a resume checkpoint every `checkpoint_every` iterations in the work folder.
@@ -29,7 +36,7 @@ one work item; it keeps a resume checkpoint every `checkpoint_every` iterations 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -37,12 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddkit.config import hash_dict
+from ddkit.config import ADDED_OPTION, hash_dict
 from ddkit.curves import log_interval
+from ddkit.data import formation
 from ddkit.data.augment import dsa, dsa_siamese
 from ddkit.data.distilled import DistilledSet
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, register_method, step_in_box
+from ddkit.methods.base import Method, SynthesisContext, real_images_needed, register_method, step_in_box
 from ddkit.methods.distribution_matching import CPU_CHUNK, fresh_network, start_images
 from ddkit.methods.herding import herding_picks
 from ddkit.methods.runner import run_items
@@ -70,13 +78,15 @@ class GMConfig:
     network: str = "convnet(width=128,depth=3,norm=instance)"  # the matched net, re-initialised each iteration
     augmentation: Literal["dsa", "none"] = "dsa"  # dsa: DSA's siamese augmentation; none: plain DC
     checkpoint_every: int = 10  # iterations between resume checkpoints in the work folder
+    factor: int = field(default=1, metadata=ADDED_OPTION)  # multi-formation (IDC): each stored image holds factor² tiles, matched decoded
+    real_batches: int = field(default=0, metadata=ADDED_OPTION)  # >0: between matching steps, this many real batches train the network (IDC)
 
     def __post_init__(self) -> None:
         for name in ("iterations", "lr", "network_lr", "real_batch", "train_batch", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if not 0 <= self.momentum < 1 or self.outer_loop < 0 or self.inner_loop < 0:
-            raise ValueError("momentum must lie in [0, 1) and outer_loop / inner_loop must not be negative")
+        if not 0 <= self.momentum < 1 or min(self.outer_loop, self.inner_loop, self.real_batches) < 0:
+            raise ValueError("momentum must lie in [0, 1) and outer_loop / inner_loop / real_batches must not be negative")
 
     def loops(self, ipc: int) -> tuple[int, int]:
         outer, inner = REFERENCE_LOOPS[max(k for k in REFERENCE_LOOPS if k <= ipc)]
@@ -122,11 +132,12 @@ class GradientMatching(Method):
 
     def synthesize(self, ctx: SynthesisContext) -> DistilledSet:
         cfg, train = self.config, ctx.splits.train
+        real_images_needed(train, ctx.ipc, cfg.factor)
         fingerprint = config_hash({"config": hash_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint})
         ((images, record),) = run_items([WholeSet()], fingerprint, lambda item: self._run(ctx, item, fingerprint),
                                         "gradient matching", ctx.workdir, ctx.progress)
         labels = torch.arange(train.num_classes).repeat_interleave(ctx.ipc)
-        return DistilledSet(images, labels, train.class_names, train.mean, train.std, meta={"items": [record]})
+        return DistilledSet(images, labels, train.class_names, train.mean, train.std, meta={"items": [record]}, factor=cfg.factor)
 
     def _run(self, ctx: SynthesisContext, item: WholeSet, fingerprint: str) -> tuple[torch.Tensor, dict]:
         cfg, train = self.config, ctx.splits.train
@@ -136,12 +147,14 @@ class GradientMatching(Method):
         pools = [train.load(train.indices_of(c)).to(ctx.device) for c in range(classes)]
         mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in stats)
         low, high = (0 - mean) / std, (1 - mean) / std
-        herded = herding_picks(ctx, range(classes), cfg.init_teacher, cfg.init) if "herding" in cfg.init else None
-        x = start_images(cfg.init, pools, ctx.ipc, generator, mean, std, herded).requires_grad_(True)
+        per_class = ctx.ipc * cfg.factor**2  # decoded images per class
+        herded = herding_picks(ctx, range(classes), cfg.init_teacher, cfg.init, per_class) if "herding" in cfg.init else None
+        x = formation.encode(start_images(cfg.init, pools, per_class, generator, mean, std, herded), cfg.factor).requires_grad_(True)
         optimizer = torch.optim.SGD([x], lr=cfg.lr, momentum=cfg.momentum)
         checkpoint = Path(ctx.workdir) / f"{item.key}.checkpoint.safetensors" if ctx.workdir else None
         done = _resume(checkpoint, fingerprint, x, optimizer, generator)
-        labels = torch.arange(classes, device=ctx.device).repeat_interleave(ctx.ipc)
+        labels = torch.arange(classes, device=ctx.device).repeat_interleave(per_class)
+        real_labels = torch.arange(classes, device=ctx.device).repeat_interleave(torch.tensor([len(p) for p in pools], device=ctx.device))
         curves, every = ctx.curves.child(f"dc/{item.key}"), log_interval(cfg.iterations)
         with steps(ctx.progress, f"gradient matching ({outer_loop} × {inner_loop} loops)", cfg.iterations, unit="iteration") as bar:
             for _ in range(done):
@@ -153,13 +166,18 @@ class GradientMatching(Method):
                 chunk = cfg.real_batch if ctx.device.type == "cuda" or batch_norm else CPU_CHUNK
                 network_optimizer = torch.optim.SGD(parameters, lr=cfg.network_lr)
                 for outer in range(outer_loop):
-                    loss = self._matching_loss(network, parameters, x * std + mean, pools, stats, generator, chunk)
+                    loss = self._matching_loss(network, parameters, formation.decode(x, cfg.factor) * std + mean, pools, stats, generator, chunk)
                     if not torch.isfinite(loss):
                         raise DDKitError(f"gradient matching loss became {loss.item()} at iteration {iteration + 1}; check the "
                                          f"training images for NaN or infinite pixels, or lower the lr (now {cfg.lr})")
                     step_in_box(optimizer, loss, x, low, high)
-                    if outer < outer_loop - 1:
-                        self._train_network(network, network_optimizer, x.detach() * std + mean, labels, inner_loop, stats, generator)
+                    if outer == outer_loop - 1:
+                        continue
+                    if cfg.real_batches:
+                        self._train_on_real(network, network_optimizer, pools, real_labels, stats, generator)
+                    else:
+                        decoded = formation.decode(x.detach(), cfg.factor) * std + mean
+                        self._train_network(network, network_optimizer, decoded, labels, inner_loop, stats, generator)
                 if (iteration + 1) % every == 0:
                     curves.log(iteration + 1, loss=loss.detach())  # the iteration's last matching step
                 if checkpoint is not None and (iteration + 1) % cfg.checkpoint_every == 0 and iteration + 1 < cfg.iterations:
@@ -192,10 +210,31 @@ class GradientMatching(Method):
         for _ in range(epochs):
             order = torch.randperm(len(images), generator=generator).to(images.device)
             for batch in order.split(self.config.train_batch):
-                inputs = dsa(images[batch], stats, generator) if self.config.augmentation == "dsa" else images[batch]
-                optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(network(inputs), labels[batch]).backward()
-                optimizer.step()
+                self._network_step(network, optimizer, images[batch], labels[batch], stats, generator)
+
+    def _train_on_real(self, network, optimizer, pools: list[torch.Tensor], labels: torch.Tensor, stats, generator: torch.Generator) -> None:
+        """`real_batches` steps on batches drawn uniformly from the whole training split (IDC's network update)."""
+        for _ in range(self.config.real_batches):
+            picks = torch.randint(len(labels), (self.config.train_batch,), generator=generator).to(labels.device)
+            self._network_step(network, optimizer, _rows_of(pools, picks), labels[picks], stats, generator)
+
+    def _network_step(self, network, optimizer, images: torch.Tensor, labels: torch.Tensor, stats, generator: torch.Generator) -> None:
+        inputs = dsa(images, stats, generator) if self.config.augmentation == "dsa" else images
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(network(inputs), labels).backward()
+        optimizer.step()
+
+
+def _rows_of(pools: list[torch.Tensor], picks: torch.Tensor) -> torch.Tensor:
+    """Rows `picks` of the class pools laid end to end, in the order of `picks`, without concatenating the pools."""
+    sizes = torch.tensor([len(p) for p in pools], device=picks.device)
+    starts = sizes.cumsum(0) - sizes
+    owner = torch.searchsorted(starts, picks, right=True) - 1
+    rows = pools[0].new_empty(len(picks), *pools[0].shape[1:])
+    for c, pool in enumerate(pools):
+        mine = owner == c
+        rows[mine] = pool[picks[mine] - starts[c]]
+    return rows
 
 
 def _save_checkpoint(path: Path, fingerprint: str, done: int, x: torch.Tensor, optimizer: torch.optim.Optimizer,
