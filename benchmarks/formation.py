@@ -49,6 +49,8 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "dm from kernel herding, teacher features, factor 2, 1000 it, lr 2": ("dm", {**TEACHER_DM_F2, "lr": 2.0}, 10, 0),
     "dm from kernel herding, teacher features, rbf, factor 2, 1000 it": ("dm", {**TEACHER_DM_F2, "kernel": "rbf"}, 10, 0),
     "dm from kernel herding, teacher features, factor 2, 1000 it, set seed 1": ("dm", TEACHER_DM_F2, 10, 1),
+    **{f"dm from kernel herding, teacher features, factor 2, 1000 it, lr 2, set seed {seed}": ("dm", {**TEACHER_DM_F2, "lr": 2.0}, 10, seed)
+       for seed in (1, 2)},
     "dsa from kernel herding, factor 2, 15 it": ("dc", {**KH, "factor": 2, "iterations": 15}, 10, 0),
     "idc from kernel herding, 60 it": ("dc", {**IDC, "iterations": 60}, 10, 0),
     "idc from kernel herding, 120 it": ("dc", {**IDC, "iterations": 120}, 10, 0),
