@@ -156,7 +156,9 @@ class GradientMatching(Method):
         labels = torch.arange(classes, device=ctx.device).repeat_interleave(per_class)
         real_labels = torch.arange(classes, device=ctx.device).repeat_interleave(torch.tensor([len(p) for p in pools], device=ctx.device))
         curves, every = ctx.curves.child(f"dc/{item.key}"), log_interval(cfg.iterations)
-        with steps(ctx.progress, f"gradient matching ({outer_loop} × {inner_loop} loops)", cfg.iterations, unit="iteration") as bar:
+        between = f"{cfg.real_batches} real batches" if cfg.real_batches else f"{inner_loop} epochs on the set"
+        with steps(ctx.progress, f"gradient matching ({outer_loop} steps per network, {between} between)", cfg.iterations,
+                   unit="iteration") as bar:
             for _ in range(done):
                 bar.skip()
             for iteration in range(done, cfg.iterations):
