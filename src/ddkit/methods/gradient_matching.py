@@ -30,8 +30,8 @@ What differs from main.py, and why:
   the matched network follows a real-data trajectory rather than the set's own). IDC's l1 distance
   and cutmix on the network's data are not taken: DSA's distance and augmentation stay.
 
-The classes are coupled (the network trains on the whole set between steps), so the whole set is
-one work item; it keeps a resume checkpoint every `checkpoint_every` iterations in the work folder.
+The classes are coupled (one network, trained between steps on the whole set or on real batches),
+so the whole set is one work item; it keeps a resume checkpoint every `checkpoint_every` iterations in the work folder.
 """
 
 from __future__ import annotations
