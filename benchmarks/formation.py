@@ -1,6 +1,7 @@
 """Multi-formation on Fashion-MNIST (issue 14): sets whose stored images each hold 2 × 2 (or 4 × 4)
 half- (quarter-) resolution tiles (IDC's parameterisation, the `factor` option of random, herding,
-dm and dc), against the same methods at factor 1, side by side in one run.
+dm and dc), against the same methods at factor 1, side by side in one run; and seed methods that
+continue a DM set (PRISM from it, `init=set`; plain diffusion and DAP from it by SDEdit, `init_set`).
 
     python benchmarks/formation.py            # every variant: hard-dsa + soft-kd, 3 student seeds
     python benchmarks/formation.py --quick    # the quick presets, IPC 10 coresets only
@@ -32,11 +33,19 @@ KH = {"init": "kernel-herding"}
 TEACHER_DM = {**KH, "embedding": "convnet-bn", "lr": 1.0, "iterations": 500}  # kd_sets.py's validation pick
 TEACHER_DM_F2 = {**TEACHER_DM, "factor": 2, "iterations": 1000}
 IDC = {**KH, "factor": 2, "real_batches": 2}  # IDC: dc at factor 2, the network trained on real batches between matching steps
+SET_OF = "set of: "  # an option value naming another variant: that variant's set in this run's folder
+
+
+DM_KH = "dm from kernel herding, 1000 it"
+PRISM_FROM_DM = {"init": "set", "init_set": SET_OF + DM_KH}  # PRISM continues the DM set (made, or carried, in the same run folder)
+SDEDIT_FROM_DM = {"init_set": SET_OF + DM_KH, "init_strength": 0.5}  # the DM set noised to half the schedule, then sampled
+
+
 # name -> (method, options, IPC, set seed). Random draws are three sets (a random baseline is a mean over draws).
 VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "herding": ("herding", {}, 10, 0),
     "kernel herding": ("herding", {"kernel": "rbf"}, 10, 0),
-    "dm from kernel herding, 1000 it": ("dm", {**KH, "iterations": 1000}, 10, 0),
+    DM_KH: ("dm", {**KH, "iterations": 1000}, 10, 0),
     "dm from kernel herding, teacher features, 500 it": ("dm", TEACHER_DM, 10, 0),
     **{f"random, factor 2, draw {seed}": ("random", {"factor": 2}, 10, seed) for seed in range(3)},
     "herding, factor 2": ("herding", {"factor": 2}, 10, 0),
@@ -55,6 +64,10 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "idc from kernel herding, 60 it": ("dc", {**IDC, "iterations": 60}, 10, 0),
     "idc from kernel herding, 120 it": ("dc", {**IDC, "iterations": 120}, 10, 0),
     "idc from kernel herding, 50 steps per network, 12 it": ("dc", {**IDC, "outer_loop": 50, "iterations": 12}, 10, 0),
+    f"prism from {DM_KH}": ("prism", PRISM_FROM_DM, 10, 0),
+    f"prism from {DM_KH}, 50 it": ("prism", {**PRISM_FROM_DM, "iterations": 50}, 10, 0),
+    f"diffusion from {DM_KH}, strength 0.5": ("diffusion", SDEDIT_FROM_DM, 10, 0),
+    f"dap from {DM_KH}, strength 0.5": ("dap", SDEDIT_FROM_DM, 10, 0),
     "kernel herding, IPC 50": ("herding", {"kernel": "rbf"}, 50, 0),
     "kernel herding, factor 2, IPC 50": ("herding", {"kernel": "rbf", "factor": 2}, 50, 0),
     "dm from kernel herding, factor 2, 1000 it, IPC 50": ("dm", {**KH, "iterations": 1000, "factor": 2}, 50, 0),
@@ -66,8 +79,18 @@ def folder_of(out: Path, variant: str) -> Path:
     return out / "sets" / variant.replace(", ", "-").replace(" ", "_")
 
 
+def in_run(options: dict, out: Path) -> dict:
+    """`options` with each reference to another variant's set replaced by that set's folder under `out`."""
+    return {key: str(folder_of(out, value.removeprefix(SET_OF))) if isinstance(value, str) and value.startswith(SET_OF) else value
+            for key, value in options.items()}
+
+
 def run(out: Path, presets: list[str], variants: list[str], device: torch.device) -> None:
-    make_and_evaluate([(folder_of(out, variant), *VARIANTS[variant]) for variant in variants], presets, device)
+    jobs = []
+    for variant in variants:
+        method, options, ipc, seed = VARIANTS[variant]
+        jobs.append((folder_of(out, variant), method, in_run(options, out), ipc, seed))
+    make_and_evaluate(jobs, presets, device)
 
 
 def cell(folder: Path, preset: str, key: str) -> str:

@@ -57,6 +57,16 @@ def test_guided_steps_log_the_size_of_each_active_term(unet_prior, tmp_path):
     assert projected.name == "ModeGuidance+projection"
 
 
+def test_a_start_noised_to_a_quarter_of_the_schedule_runs_the_last_quarter_and_stays_near_it(unet_prior, tmp_path):
+    start = torch.rand(4, 1, 8, 8) * 2 - 1
+    terms = [ModeGuidance(torch.randn(4, 1, 8, 8), 0.5, (0, 0.5))]  # the first half of the steps that run
+    edited = sample(unet_prior, labels(), torch.Generator().manual_seed(1), FAST, terms, curves=CurveLog(tmp_path, "item"),
+                    start=start, strength=0.25)
+    assert [r["step"] for r in read_rows(tmp_path / "item.csv")] == [1]  # 2 of the 8 steps run, the term guides the first
+    plain = sample(unet_prior, labels(), torch.Generator().manual_seed(1), FAST, terms)
+    assert (edited - start).norm() < 0.5 * (plain - start).norm()
+
+
 def _state(prior, x, t=50, cond=None, generator=None):
     cond = cond or labels(len(x))
     output = prior.model_output(x, t, cond)

@@ -1,3 +1,4 @@
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -69,9 +70,41 @@ def test_prism_from_a_herding_init_starts_at_the_herding_coreset(tiny, tiny_teac
     assert not torch.allclose(random_real.images, herded.images, atol=1e-5)
 
 
-def test_herding_init_keeps_each_ipc_index_on_its_own_pick():
+def test_prism_from_a_set_starts_at_its_decoded_images_and_refuses_a_set_too_small(tiny, tiny_teacher_loader, tmp_path):
+    ctx = SynthesisContext(tiny, ipc=1, seed=0, teacher=tiny_teacher_loader)
+    tiled = synthesize("herding", {"factor": 2}, ctx)  # one stored image per class, four decoded
+    tiled.save(tmp_path / "tiled")
+    ctx.ipc = 4
+    started = synthesize("prism", {"iterations": 1, "lr": 1e-9, "schedule": "fixed", "init": "set", "init_set": str(tmp_path / "tiled")}, ctx)
+    assert torch.allclose(started.images, tiled.decoded().images, atol=1e-5)
+    assert started.meta["init_set"] and started.meta["items"][0]["real_init"] is None
+    ctx.ipc = 5
+    with pytest.raises(DDKitError, match="holds 4 images of class 'T-shirt/top' and IPC 5 starts from 5; lower the IPC"):
+        synthesize("prism", {"init": "set", "init_set": str(tmp_path / "tiled")}, ctx)
+    with pytest.raises(DDKitError, match="is not a distilled set"):
+        synthesize("prism", {"init": "set", "init_set": str(tmp_path)}, ctx)
+
+
+def test_a_changed_start_set_is_not_taken_for_the_finished_items_of_another(tiny, tiny_teacher_loader, tmp_path):
+    options = {"iterations": 1, "lr": 1e-9, "schedule": "fixed", "init": "set", "init_set": str(tmp_path / "start")}
+    ctx = SynthesisContext(tiny, ipc=1, seed=0, teacher=tiny_teacher_loader, workdir=tmp_path / "work")
+    firsts = synthesize("herding", {}, ctx)
+    firsts.save(tmp_path / "start")
+    assert torch.allclose(synthesize("prism", options, ctx).images, firsts.images, atol=1e-5)
+    shutil.rmtree(tmp_path / "start")
+    seconds = synthesize("random", {}, ctx)
+    seconds.save(tmp_path / "start")
+    assert not torch.allclose(firsts.images, seconds.images)
+    assert torch.allclose(synthesize("prism", options, ctx).images, seconds.images, atol=1e-5)
+
+
+def test_starts_keep_each_ipc_index_on_its_own_image_and_a_set_start_names_its_set():
     with pytest.raises(ValueError, match="use real_pick=per-index"):
         PrismConfig(init="kernel-herding", real_pick="random")
+    with pytest.raises(ValueError, match="init=set starts from the distilled set named by init_set"):
+        PrismConfig(init="set")
+    with pytest.raises(ValueError, match="only init=set reads it"):
+        PrismConfig(init_set="sets/dm")
 
 
 def test_samplers_draw_what_they_claim():

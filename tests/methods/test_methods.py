@@ -1,8 +1,10 @@
 import pytest
 import torch
 
+from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods import METHODS, SynthesisContext, synthesize
+from ddkit.methods.base import start_images_from_set
 from ddkit.methods.herding import herding_order, kernel_herding_order, rbf_gram
 from ddkit.methods.kcenter import kcenter_order
 
@@ -89,3 +91,24 @@ def test_a_set_records_the_versions_and_device_it_was_made_with(tiny, tiny_teach
     recorded = made.meta["environment"]
     assert recorded["device"] == "cpu" and recorded["timm"] and recorded["diffusers"]
     assert {k: v for k, v in recorded.items() if k != "device"} == environment()
+
+
+def test_diffusion_from_a_set_edits_its_images_and_refuses_a_set_of_other_classes(tiny, tiny_teacher_loader, tmp_path):
+    ctx = SynthesisContext(tiny, ipc=2, seed=0, teacher=tiny_teacher_loader)
+    herded = synthesize("herding", {}, ctx)
+    herded.save(tmp_path / "herded")
+    options = {**METHODS.get("diffusion").smoke_options, "sampler": {"steps": 4}}
+    edited = synthesize("diffusion", {**options, "init_set": str(tmp_path / "herded"), "init_strength": 0.25}, ctx)
+    plain = synthesize("diffusion", options, ctx)
+    assert edited.meta["init_set"] and "init_set" not in plain.meta
+    assert (edited.images - herded.images).norm() < 0.5 * (plain.images - herded.images).norm()
+    with pytest.raises(DDKitError, match="holds 2 images of class 'T-shirt/top' and IPC 3 starts from 3"):
+        synthesize("diffusion", {**options, "init_set": str(tmp_path / "herded")}, SynthesisContext(tiny, 3, 0, tiny_teacher_loader))
+
+
+def test_a_start_set_of_other_classes_is_refused(tiny, tiny_teacher_loader, tmp_path):
+    synthesize("herding", {}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader)).save(tmp_path / "herded")
+    keep = tiny.train.labels < 3
+    three = ImageSet(tiny.train.images[keep], tiny.train.labels[keep], tiny.train.class_names[:3], tiny.train.mean, tiny.train.std)
+    with pytest.raises(DDKitError, match=r"holds 10 classes of \(1, 28, 28\) images, the data 3 of \(1, 28, 28\); start from a set made"):
+        start_images_from_set(str(tmp_path / "herded"), three, 1)

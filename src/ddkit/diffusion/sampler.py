@@ -131,20 +131,29 @@ def step_std(scheduler, t: int, output: torch.Tensor, channels: int) -> float:
 def sample(
     prior: Prior, cond: Condition, generator: torch.Generator, config: SamplerConfig = SamplerConfig(),
     terms: Sequence[GuidanceTerm] = (), noise: Optional[torch.Tensor] = None, curves: Optional[CurveLog] = None,
+    start: Optional[torch.Tensor] = None, strength: float = 1.0,
 ) -> torch.Tensor:
     """Samples (in the prior's sample space) for each row of `cond`; all randomness from `generator`.
-    Each guided step logs the size of every active term's contribution to `curves` (step = steps done)."""
+    Each guided step logs the size of every active term's contribution to `curves` (step = steps done).
+
+    With `start` (clean samples in the prior's space), SDEdit: each start is noised to the level of the
+    schedule's step at 1 − `strength` and only the last `strength` share of the steps runs; guidance
+    windows are then fractions of the steps that run, so a term guides however much of the path is left."""
     scheduler = make_scheduler(prior, config)
     shape = (len(cond), prior.sample_channels, prior.sample_size, prior.sample_size)
     if noise is None:
         noise = torch.randn(shape, generator=generator)
     step_noise = torch.Generator().manual_seed(item_seed(generator.initial_seed(), "step-noise"))
     x = noise.to(prior.device) * scheduler.init_noise_sigma
-    steps = len(scheduler.timesteps)
+    timesteps = scheduler.timesteps
+    if start is not None:
+        timesteps = timesteps[len(timesteps) - max(1, round(strength * len(timesteps))):]
+        x = scheduler.add_noise(start.to(prior.device), noise.to(prior.device), timesteps[:1])
+    steps = len(timesteps)
     extra = {"eta": config.eta} if config.scheduler == "ddim" else {}
     named = list(zip(unique_names([term.name for term in terms]), terms))
     curves = curves or CurveLog()
-    for step, t in enumerate(scheduler.timesteps):
+    for step, t in enumerate(timesteps):
         t = int(t)
         with torch.no_grad():
             output = prior.model_output(scheduler.scale_model_input(x, t), t, cond, config.cfg_scale, config.cfg_channels)

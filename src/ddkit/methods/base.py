@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -121,6 +122,25 @@ def real_images_needed(train: ImageSet, ipc: int, factor: int) -> int:
         raise DDKitError(f"IPC {ipc} with formation factor {factor} needs {needed} training images per class and the "
                          f"smallest class has {smallest}; lower the IPC or the factor")
     return needed
+
+
+def start_images_from_set(path: str, train: ImageSet, count: int) -> tuple[list[torch.Tensor], str]:
+    """Per class, the first `count` (decoded) images of the distilled set at `path`, in pixels, and a digest of
+    them: a method that continues another method's output (PRISM from a DM set, say) starts there."""
+    try:
+        distilled = DistilledSet.load(Path(path)).decoded()
+    except DDKitError as err:
+        raise DDKitError(f"init_set: {err}") from None
+    if tuple(distilled.class_names) != tuple(train.class_names) or distilled.images.shape[1:] != train.image_shape:
+        raise DDKitError(f"init_set {path} holds {len(distilled.class_names)} classes of {tuple(distilled.images.shape[1:])} images, "
+                         f"the data {train.num_classes} of {tuple(train.image_shape)}; start from a set made on this dataset")
+    per_class = [distilled.images[distilled.labels == c] for c in range(train.num_classes)]
+    short = min(range(train.num_classes), key=lambda c: len(per_class[c]))
+    if len(per_class[short]) < count:
+        raise DDKitError(f"init_set {path} holds {len(per_class[short])} images of class {train.class_names[short]!r} and "
+                         f"IPC {count} starts from {count}; lower the IPC or start from a set with more images per class")
+    digest = hashlib.sha256(distilled.images.numpy().tobytes() + distilled.labels.numpy().tobytes()).hexdigest()[:16]
+    return [images[:count] for images in per_class], digest
 
 
 def step_in_box(optimizer: torch.optim.Optimizer, loss: torch.Tensor, x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> None:

@@ -19,6 +19,7 @@ composed from config, so e.g. DAP + the manifold projection is `--project=true` 
 | λ and its step window                | `mode_scale`, `mode_window`                    |
 | γ, kernel, φ layer, real x_n / step  | `kernel_scale`, `kernel`, `feature_layer`, `kernel_real` |
 | tangent projection (d, K → K_end)    | `project`, `tangent_dims`, `neighbours`, `neighbours_final`, `projection` |
+| start from a distilled set (SDEdit)  | `init_set`, `init_strength`                    |
 
 Work items are (class, a block of `batch` IPC indices); each item seeds its own generator, so
 the initial noise of sample j of class c is the same for every method (paired comparisons), and
@@ -33,7 +34,7 @@ from typing import Literal, Optional
 
 import torch
 
-from ddkit.config import hash_dict
+from ddkit.config import ADDED_OPTION, hash_dict
 from ddkit.curves import CurveLog
 from ddkit.data.class_lists import imagenet_indices
 from ddkit.data.distilled import DistilledSet
@@ -45,7 +46,7 @@ from ddkit.diffusion.modes import Modes, bisecting_modes, kmeans_modes
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, sample
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, register_method
+from ddkit.methods.base import Method, SynthesisContext, register_method, start_images_from_set
 from ddkit.methods.runner import run_items
 from ddkit.runs import config_hash
 from ddkit.seeds import item_seed
@@ -89,6 +90,9 @@ class GuidedDiffusionConfig:
     neighbours: int = 64  # K: noised real neighbours the tangent space is fitted to, at the window's start
     neighbours_final: int = 16  # K at the window's end (annealed linearly)
     projection: Literal["paper", "released"] = "paper"  # paper: the projection as published; released: as the authors' released code
+    # SDEdit from a distilled set (a DM set, say): sample j of class c starts from the set's j-th image of c
+    init_set: str = field(default="", metadata=ADDED_OPTION)  # empty: from pure noise
+    init_strength: float = field(default=0.5, metadata=ADDED_OPTION)  # init_set: noise it to this share of the schedule, run the rest
 
     def __post_init__(self) -> None:
         for name in ("mode_window", "kernel_window"):
@@ -101,6 +105,8 @@ class GuidedDiffusionConfig:
             raise ValueError("project=true needs a term to project: set mode_scale or kernel_scale")
         if self.manifold_scale and (self.mode_scale == 0 or self.manifold_neighbours <= self.manifold_dims):
             raise ValueError("manifold_scale needs mode guidance (mode_scale > 0) and manifold_neighbours > manifold_dims")
+        if not 0 < self.init_strength <= 1:
+            raise ValueError(f"init_strength must lie in (0, 1], got {self.init_strength}")
         if self.project and self.neighbours_final <= self.tangent_dims:
             raise ValueError(f"neighbours_final ({self.neighbours_final}) must exceed tangent_dims ({self.tangent_dims})")
 
@@ -131,9 +137,11 @@ class GuidedDiffusion(Method):
         prior = ctx.load_prior(cfg.prior)
         prior_classes = check_prior(prior, train, cfg)
         items = work_items(ctx.ipc, train.num_classes, cfg.batch)
+        set_start, set_digest = start_images_from_set(cfg.init_set, train, ctx.ipc) if cfg.init_set else (None, None)
+        started_from = {"init_set": set_digest} if set_digest else {}  # the start set's contents, not its path
         fingerprint = config_hash({"config": hash_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,
-                                   "prior": prior.meta.get("source")})
-        engine = _Engine(cfg, prior, train, ctx.seed, ctx.ipc)
+                                   "prior": prior.meta.get("source"), **started_from})
+        engine = _Engine(cfg, prior, train, ctx.seed, ctx.ipc, set_start)
         images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)
         made = run_items(items, fingerprint,
                          lambda item: (engine.run(item, prior_classes[item.label], ctx.curves.child(f"guidance/{item.key}")), {}),
@@ -143,7 +151,7 @@ class GuidedDiffusion(Method):
         labels = torch.arange(train.num_classes).repeat(ctx.ipc)
         order = torch.argsort(labels, stable=True)
         flat = images.reshape(-1, *train.image_shape)
-        meta = {"prior": {k: prior.meta.get(k) for k in ("source", "metrics")}, "work_items": len(items)}
+        meta = {"prior": {k: prior.meta.get(k) for k in ("source", "metrics")}, "work_items": len(items), **started_from}
         return DistilledSet(flat[order], labels[order], train.class_names, train.mean, train.std, meta=meta)
 
 
@@ -179,8 +187,9 @@ def check_prior(prior: Prior, train: ImageSet, cfg: GuidedDiffusionConfig) -> li
 class _Engine:
     """Per-class real references and modes (computed once, on first use) and the guided sampling."""
 
-    def __init__(self, cfg: GuidedDiffusionConfig, prior: Prior, train: ImageSet, seed: int, ipc: int) -> None:
-        self.cfg, self.prior, self.train, self.seed, self.ipc = cfg, prior, train, seed, ipc
+    def __init__(self, cfg: GuidedDiffusionConfig, prior: Prior, train: ImageSet, seed: int, ipc: int,
+                 set_start: Optional[list[torch.Tensor]] = None) -> None:
+        self.cfg, self.prior, self.train, self.seed, self.ipc, self.set_start = cfg, prior, train, seed, ipc, set_start
         self._real: dict[int, torch.Tensor] = {}
         self._modes: dict[int, Modes] = {}
 
@@ -229,7 +238,9 @@ class _Engine:
     def run(self, item: WorkItem, prior_class: int, curves: Optional[CurveLog] = None) -> torch.Tensor:
         generator = torch.Generator().manual_seed(item_seed(self.seed, "diffusion", item.label, item.indices))
         labels = torch.full((len(item.indices),), prior_class, device=self.prior.device)
-        samples = sample(self.prior, Condition(labels=labels), generator, self.cfg.sampler, self.terms(item), curves=curves)
+        start = self.prior.encode(self.set_start[item.label][list(item.indices)]) if self.set_start else None
+        samples = sample(self.prior, Condition(labels=labels), generator, self.cfg.sampler, self.terms(item), curves=curves,
+                         start=start, strength=self.cfg.init_strength)
         return self.prior.decode(samples.detach(), self.train.image_shape)
 
 

@@ -54,18 +54,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddkit.config import hash_dict
+from ddkit.config import ADDED_OPTION, hash_dict
 from ddkit.curves import log_interval
 from ddkit.data.augment import crop_flip
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, frozen, register_method, step_in_box
+from ddkit.methods.base import Method, SynthesisContext, frozen, register_method, start_images_from_set, step_in_box
 from ddkit.methods.herding import herding_picks
 from ddkit.methods.runner import run_items
 from ddkit.models.teachers import Teacher
 from ddkit.runs import config_hash
 from ddkit.seeds import item_seed
+
+InitKind = Literal["noise", "real", "herding", "kernel-herding", "set"]
 
 # SRe2L's released recover loop: a short gradient memory suits a few hundred steps on pixels.
 ADAM_BETAS = (0.5, 0.9)
@@ -84,7 +86,8 @@ class InversionConfig:
     r_bn: float = 0.05  # SRe2L's 0.01 is for deep ImageNet teachers; 0.05 chosen on val for our shallow ones
     first_bn_weight: float = 10.0  # multiplier of the first BN layer's statistics loss
     normalise_bn_by_layers: bool = False  # divide each teacher's BN sum by its number of BN layers
-    init: Literal["noise", "real", "herding", "kernel-herding"] = "noise"  # start from noise, random real images, or a herding coreset
+    init: InitKind = "noise"  # start from noise, random real images, a herding coreset, or the images of a set (init_set)
+    init_set: str = field(default="", metadata=ADDED_OPTION)  # init=set: a distilled set whose k-th image of class c starts IPC index k
     real_pick: Literal["per-index", "random"] = "per-index"  # real init: IPC index k gets the k-th image of a seeded order, or a random one
     init_teacher: str = "convnet-bn"  # herding inits: the teacher whose features are herded
     iterations: int = 1000  # optimisation steps per work item
@@ -127,8 +130,10 @@ class InversionConfig:
                              f"({self.cycle_step} × {self.cycle_period - 1})")
         if not 0 < self.min_iteration_fraction <= 1 or not 0 < self.crop_min_area <= 1:
             raise ValueError("min_iteration_fraction and crop_min_area must lie in (0, 1]")
-        if "herding" in self.init and self.real_pick != "per-index":
-            raise ValueError(f"init={self.init} starts IPC index k from the k-th herding pick: use real_pick=per-index")
+        if ("herding" in self.init or self.init == "set") and self.real_pick != "per-index":
+            raise ValueError(f"init={self.init} starts IPC index k from the k-th image of its start: use real_pick=per-index")
+        if (self.init == "set") != bool(self.init_set):
+            raise ValueError("init=set starts from the distilled set named by init_set, and only init=set reads it: give both or neither")
 
     @property
     def panel(self) -> list[str]:
@@ -233,16 +238,19 @@ class Inversion(Method):
         cfg, train = self.config, ctx.splits.train
         teachers = self._load_teachers(ctx)
         items = work_items(cfg, ctx.ipc, train.num_classes)
-        per_index_real = self._start_orders(ctx) if cfg.init != "noise" else None
+        per_index_real = self._start_orders(ctx) if cfg.init not in ("noise", "set") else None
+        set_start, set_digest = start_images_from_set(cfg.init_set, train, ctx.ipc) if cfg.init == "set" else (None, None)
         pre_draw = draw_panel(cfg, torch.Generator().manual_seed(item_seed(ctx.seed, "pre"))) if cfg.bn_sampler == "pre" else None
+        # the start set's contents, not its path, decide whether finished items can be reused
+        started_from = {"init_set": set_digest} if set_digest else {}
         fingerprint = config_hash({"config": hash_dict(cfg), "ipc": ctx.ipc, "seed": ctx.seed, "data": ctx.splits.fingerprint,
-                                   "teachers": {n: t.label for n, t in teachers.items()}})
+                                   "teachers": {n: t.label for n, t in teachers.items()}, **started_from})
         images = torch.zeros(ctx.ipc, train.num_classes, *train.image_shape)
         with ExitStack() as stack:
             stack.enter_context(frozen([t.model for t in teachers.values()]))
             matchers = {n: BatchNormMatch(teachers[n].model, cfg.first_bn_weight, cfg.normalise_bn_by_layers) for n in cfg.panel}
             stack.callback(lambda: [m.remove() for m in matchers.values()])
-            made = run_items(items, fingerprint, lambda item: self._run_item(ctx, item, teachers, matchers, per_index_real, pre_draw),
+            made = run_items(items, fingerprint, lambda item: self._run_item(ctx, item, teachers, matchers, per_index_real, set_start, pre_draw),
                              "invert", ctx.workdir, ctx.progress)
         records = []
         for item, (block, record) in zip(items, made):
@@ -252,7 +260,7 @@ class Inversion(Method):
         labels = torch.arange(train.num_classes).repeat(ctx.ipc)
         flat = images.reshape(-1, *train.image_shape)
         order = torch.argsort(labels, stable=True)  # class-major, IPC index order within a class
-        meta = {"teachers": {n: t.label for n, t in teachers.items()}, "items": records}
+        meta = {"teachers": {n: t.label for n, t in teachers.items()}, "items": records, **started_from}
         return DistilledSet(flat[order], labels[order], train.class_names, train.mean, train.std, meta=meta)
 
     def _start_orders(self, ctx: SynthesisContext) -> list[torch.Tensor]:
@@ -283,19 +291,21 @@ class Inversion(Method):
                 raise DDKitError(f"teacher {name!r} predicts {logits.shape[1]} classes, the data has {train.num_classes}")
         return teachers
 
-    def _run_item(self, ctx, item, teachers, matchers, per_index_real, pre_draw) -> tuple[torch.Tensor, dict]:
+    def _run_item(self, ctx, item, teachers, matchers, per_index_real, set_start, pre_draw) -> tuple[torch.Tensor, dict]:
         cfg, train = self.config, ctx.splits.train
         generator = torch.Generator().manual_seed(item_seed(ctx.seed, "inversion", item.indices, item.classes))
         shape = (len(item.indices), len(item.classes), *train.image_shape)
         mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in (train.mean, train.std))
         normalised = cfg.space == "normalised"
-        if cfg.init != "noise":
-            picks = _pick_real(item, per_index_real, cfg.real_pick, generator)
-            start = train.load(picks.flatten()).to(ctx.device).reshape(-1, *train.image_shape)
-            start = (start - mean) / std if normalised else start
-        else:
-            picks = None
+        picks = _pick_real(item, per_index_real, cfg.real_pick, generator) if per_index_real is not None else None
+        if cfg.init == "noise":
             start = (torch.randn if normalised else torch.rand)(shape, generator=generator).to(ctx.device).reshape(-1, *train.image_shape)
+        else:
+            # rows IPC index-major, classes within a row: the order of `targets`
+            pixels = train.load(picks.flatten()) if picks is not None else torch.stack(
+                [set_start[c][index] for index in item.indices for c in item.classes])
+            start = pixels.to(ctx.device).reshape(-1, *train.image_shape)
+            start = (start - mean) / std if normalised else start
         # The optimised tensor is in `space`; the teachers see pixels in [0, 1].
         low, high = ((0 - mean) / std, (1 - mean) / std) if normalised else (torch.zeros_like(mean), torch.ones_like(mean))
         x = start.clone().requires_grad_(True)
@@ -386,7 +396,7 @@ class PrismConfig(InversionConfig):
 
     bn_teachers: list[str] = field(default_factory=lambda: ["convnet-bn", "resnet", "mobilenet"])
     bn_sampler: Literal["fixed", "pre", "intra", "iteration", "bernoulli"] = "bernoulli"
-    init: Literal["noise", "real", "herding", "kernel-herding"] = "real"
+    init: InitKind = "real"
     schedule: Literal["fixed", "staggered", "cyclic"] = "staggered"
     # From real images, short and gentle optimisation keeps them natural: on the validation split
     # (IPC 10, soft-kd recipe for 100 epochs) 200 iterations at lr 0.01 gave 81.1 % against 77.7 %
