@@ -5,7 +5,7 @@ from ddkit.curves import CurveLog, read_rows
 from ddkit.diffusion.features import find_layer, kernel_distance, layer_features
 from ddkit.diffusion.guidance import KernelGuidance, ModeGuidance
 from ddkit.diffusion.manifold import TangentProjection, noisy_neighbours, tangent_basis
-from ddkit.diffusion.modes import bisecting_modes, kmeans_modes
+from ddkit.diffusion.modes import Modes, bisecting_modes, kmeans_modes, matched_to
 from ddkit.diffusion.prior import Condition
 from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, StepState, sample
 from ddkit.errors import DDKitError
@@ -174,6 +174,14 @@ def test_nan_guidance_is_a_clear_error(unet_prior):
 
     with pytest.raises(DDKitError, match="Broken guidance became NaN/inf at step 1 of 8; lower its scale"):
         sample(unet_prior, labels(), torch.Generator().manual_seed(0), FAST, [Broken(1.0)])
+
+
+def test_modes_matched_to_starts_put_each_start_with_its_nearest_free_mode():
+    modes = Modes(torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), [torch.tensor([0]), torch.tensor([1]), torch.tensor([2])])
+    starts = torch.tensor([[0.0, 9.0], [1.0, 1.0], [2.0, 1.0]])  # the last two both lie nearest mode 0
+    matched = matched_to(modes, starts)
+    assert matched.centres.tolist() == [[0.0, 10.0], [0.0, 0.0], [10.0, 0.0]]
+    assert [int(m) for m in matched.members] == [2, 0, 1]
 
 
 def test_kmeans_and_bisecting_modes():

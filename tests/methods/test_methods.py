@@ -102,6 +102,8 @@ def test_diffusion_from_a_set_edits_its_images_and_refuses_a_set_of_other_classe
     plain = synthesize("diffusion", options, ctx)
     assert edited.meta["init_set"] and "init_set" not in plain.meta
     assert (edited.images - herded.images).norm() < 0.5 * (plain.images - herded.images).norm()
+    guided = synthesize("dap", {**METHODS.get("dap").smoke_options, "init_set": str(tmp_path / "herded")}, ctx)  # modes matched to starts
+    assert guided.meta["init_set"] == edited.meta["init_set"]
     with pytest.raises(DDKitError, match="holds 2 images of class 'T-shirt/top' and IPC 3 starts from 3"):
         synthesize("diffusion", {**options, "init_set": str(tmp_path / "herded")}, SynthesisContext(tiny, 3, 0, tiny_teacher_loader))
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 
 from ddkit.errors import DDKitError
@@ -60,3 +61,12 @@ def bisecting_modes(points: torch.Tensor, k: int, seed: int, what: str = "a clas
         children = [_node(data, parent.members[torch.from_numpy(fit.labels_ == side)]) for side in (0, 1)]
         leaves = [leaf for leaf in leaves if leaf is not parent] + children
     return Modes(torch.stack([leaf.centre for leaf in leaves]), [leaf.members for leaf in leaves])
+
+
+def matched_to(modes: Modes, starts: torch.Tensor) -> Modes:
+    """The modes reordered so that mode j is the one assigned to start j (one mode per start, least
+    total squared distance): a sample edited from a set image is guided toward a mode near where it
+    starts rather than toward the arbitrary j-th cluster."""
+    cost = torch.cdist(starts.flatten(1).double().cpu(), modes.centres.flatten(1).double()).square()
+    _, order = linear_sum_assignment(cost.numpy())
+    return Modes(modes.centres[torch.from_numpy(order)], [modes.members[j] for j in order])

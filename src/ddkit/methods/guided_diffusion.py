@@ -42,7 +42,7 @@ from ddkit.data.images import ImageSet
 from ddkit.diffusion.features import default_feature_layer, find_layer
 from ddkit.diffusion.guidance import KernelGuidance, ModeGuidance
 from ddkit.diffusion.manifold import ManifoldPull, TangentProjection
-from ddkit.diffusion.modes import Modes, bisecting_modes, kmeans_modes
+from ddkit.diffusion.modes import Modes, bisecting_modes, kmeans_modes, matched_to
 from ddkit.diffusion.prior import Condition, Prior
 from ddkit.diffusion.sampler import GuidanceTerm, SamplerConfig, sample
 from ddkit.errors import DDKitError
@@ -90,7 +90,8 @@ class GuidedDiffusionConfig:
     neighbours: int = 64  # K: noised real neighbours the tangent space is fitted to, at the window's start
     neighbours_final: int = 16  # K at the window's end (annealed linearly)
     projection: Literal["paper", "released"] = "paper"  # paper: the projection as published; released: as the authors' released code
-    # SDEdit from a distilled set (a DM set, say): sample j of class c starts from the set's j-th image of c
+    # SDEdit from a distilled set (a DM set, say): sample j of class c starts from the set's j-th image of c,
+    # and the class's modes are matched to the starts (mode j: the one assigned to start j)
     init_set: str = field(default="", metadata=ADDED_OPTION)  # empty: from pure noise
     init_strength: float = field(default=0.5, metadata=ADDED_OPTION)  # init_set: noise it to this share of the schedule, run the rest
 
@@ -204,8 +205,8 @@ class _Engine:
         if label not in self._modes:
             points, what = self.real(label), f"class {self.train.class_names[label]!r}"
             seed = item_seed(self.seed, "diffusion-modes", label)
-            self._modes[label] = (kmeans_modes(points, self.ipc, seed, what) if self.cfg.modes == "kmeans"
-                                  else bisecting_modes(points, self.ipc, seed, what))
+            modes = kmeans_modes(points, self.ipc, seed, what) if self.cfg.modes == "kmeans" else bisecting_modes(points, self.ipc, seed, what)
+            self._modes[label] = matched_to(modes, self.prior.encode(self.set_start[label])) if self.set_start else modes
         return self._modes[label]
 
     def terms(self, item: WorkItem) -> list[GuidanceTerm]:
