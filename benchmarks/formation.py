@@ -66,6 +66,7 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "idc from kernel herding, 50 steps per network, 12 it": ("dc", {**IDC, "outer_loop": 50, "iterations": 12}, 10, 0),
     f"prism from {DM_KH}": ("prism", PRISM_FROM_DM, 10, 0),
     f"prism from {DM_KH}, 50 it": ("prism", {**PRISM_FROM_DM, "iterations": 50}, 10, 0),
+    "prism from kernel herding, 50 it": ("prism", {**KH, "iterations": 50}, 10, 0),
     f"diffusion from {DM_KH}, strength 0.5": ("diffusion", SDEDIT_FROM_DM, 10, 0),
     f"dap from {DM_KH}, strength 0.5": ("dap", SDEDIT_FROM_DM, 10, 0),
     "kernel herding, IPC 50": ("herding", {"kernel": "rbf"}, 50, 0),
