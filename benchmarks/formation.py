@@ -67,6 +67,8 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     f"prism from {DM_KH}": ("prism", PRISM_FROM_DM, 10, 0),
     f"prism from {DM_KH}, 50 it": ("prism", {**PRISM_FROM_DM, "iterations": 50}, 10, 0),
     "prism from kernel herding, 50 it": ("prism", {**KH, "iterations": 50}, 10, 0),
+    "prism's random real start": ("prism", {"iterations": 1, "lr": 1e-9}, 10, 0),  # one step at lr 1e-9: the start images themselves
+    **{f"prism, {steps} it": ("prism", {"iterations": steps}, 10, 0) for steps in (25, 50, 100, 200)},
     f"diffusion from {DM_KH}, strength 0.5": ("diffusion", SDEDIT_FROM_DM, 10, 0),
     f"dap from {DM_KH}, strength 0.5": ("dap", SDEDIT_FROM_DM, 10, 0),
     "kernel herding, IPC 50": ("herding", {"kernel": "rbf"}, 50, 0),
