@@ -93,7 +93,7 @@ def test_a_set_records_the_versions_and_device_it_was_made_with(tiny, tiny_teach
     assert {k: v for k, v in recorded.items() if k != "device"} == environment()
 
 
-def test_diffusion_from_a_set_edits_its_images_and_refuses_a_set_of_other_classes(tiny, tiny_teacher_loader, tmp_path):
+def test_diffusion_from_a_set_edits_its_images_and_refuses_a_set_too_small(tiny, tiny_teacher_loader, tmp_path):
     ctx = SynthesisContext(tiny, ipc=2, seed=0, teacher=tiny_teacher_loader)
     herded = synthesize("herding", {}, ctx)
     herded.save(tmp_path / "herded")
