@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ddkit.curves import CurveLog, read_rows
+from ddkit.data import formation
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods import SynthesisContext, synthesize
@@ -83,6 +84,37 @@ def test_prism_from_a_set_starts_at_its_decoded_images_and_refuses_a_set_too_sma
         synthesize("prism", {"init": "set", "init_set": str(tmp_path / "tiled")}, ctx)
     with pytest.raises(DDKitError, match="is not a distilled set"):
         synthesize("prism", {"init": "set", "init_set": str(tmp_path)}, ctx)
+
+
+def test_prism_at_factor_2_starts_from_encoded_starts_and_stores_tiles(tiny, tiny_teacher_loader, tmp_path):
+    ctx = SynthesisContext(tiny, ipc=2, seed=0, teacher=tiny_teacher_loader)
+    start = {"iterations": 1, "lr": 1e-9, "schedule": "fixed", "factor": 2}
+    herded = synthesize("herding", {"kernel": "rbf", "factor": 2}, ctx)
+    from_herding = synthesize("prism", {**start, "init": "kernel-herding"}, ctx)
+    assert from_herding.factor == 2 and from_herding.images.shape == (20, 1, 28, 28)
+    assert torch.allclose(from_herding.images, herded.images, atol=1e-5)
+    real = synthesize("prism", start, ctx)
+    picks = real.meta["items"][0]["real_init"]  # IPC index 0: four real images for each class in turn
+    assert len(set(picks)) == 40 and [int(tiny.train.labels[i]) for i in picks] == [c for c in range(10) for _ in range(4)]
+    assert torch.allclose(real.images[0::2], formation.encode(tiny.train.load(torch.tensor(picks)), 2), atol=1e-5)
+    herded.save(tmp_path / "tiled")
+    from_tiles = synthesize("prism", {**start, "init": "set", "init_set": str(tmp_path / "tiled")}, ctx)
+    assert torch.allclose(from_tiles.images, herded.images, atol=1e-5)  # a set of the same factor: its stored images
+    whole = synthesize("herding", {}, SynthesisContext(tiny, ipc=8, seed=0, teacher=tiny_teacher_loader))
+    whole.save(tmp_path / "whole")
+    from_whole = synthesize("prism", {**start, "init": "set", "init_set": str(tmp_path / "whole")}, ctx)
+    first_four = whole.images[whole.labels == 0][:4]
+    assert torch.allclose(from_whole.images[0], formation.encode(first_four, 2)[0], atol=1e-5)
+    with pytest.raises(DDKitError, match="IPC 3 at formation factor 2 starts from 12"):
+        synthesize("prism", {**start, "init": "set", "init_set": str(tmp_path / "whole")}, SynthesisContext(tiny, 3, 0, tiny_teacher_loader))
+
+
+def test_prism_at_factor_2_inverts_the_decoded_tiles(tiny, tiny_teacher_loader):
+    short = run(tiny, tiny_teacher_loader, "prism", ipc=1, iterations=1, lr=0.05, factor=2, **PANEL).meta["items"][0]
+    long = run(tiny, tiny_teacher_loader, "prism", ipc=1, iterations=40, lr=0.05, factor=2, **PANEL).meta["items"][0]
+    assert long["final_ce"] < 0.5 * short["final_ce"]
+    with pytest.raises(ValueError, match="factor must be positive"):
+        PrismConfig(factor=0)
 
 
 def test_a_changed_start_set_is_not_taken_for_the_finished_items_of_another(tiny, tiny_teacher_loader, tmp_path):

@@ -124,23 +124,31 @@ def real_images_needed(train: ImageSet, ipc: int, factor: int) -> int:
     return needed
 
 
-def start_images_from_set(path: str, train: ImageSet, count: int) -> tuple[list[torch.Tensor], str]:
-    """Per class, the first `count` (decoded) images of the distilled set at `path`, in pixels, and a digest of
-    them: a method that continues another method's output (PRISM from a DM set, say) starts there."""
+def start_images_from_set(path: str, train: ImageSet, count: int, factor: int = 1) -> tuple[list[torch.Tensor], str]:
+    """Per class, `count` start images in pixels from the distilled set at `path`, and a digest of the set: a method
+    that continues another method's output (PRISM from a DM set, say) starts there. At formation `factor` a start is
+    a stored image of f × f tiles: a set of that factor gives its stored images, any other set encodes f² of its
+    decoded images into each start."""
     try:
-        distilled = DistilledSet.load(Path(path)).decoded()
+        stored = DistilledSet.load(Path(path))
     except DDKitError as err:
         raise DDKitError(f"init_set: {err}") from None
+    distilled = stored.decoded()
     if tuple(distilled.class_names) != tuple(train.class_names) or distilled.images.shape[1:] != train.image_shape:
         raise DDKitError(f"init_set {path} holds {len(distilled.class_names)} classes of {tuple(distilled.images.shape[1:])} images, "
                          f"the data {train.num_classes} of {tuple(train.image_shape)}; start from a set made on this dataset")
-    per_class = [distilled.images[distilled.labels == c] for c in range(train.num_classes)]
+    as_stored = stored.factor == factor
+    source, needed = (stored, count) if as_stored else (distilled, count * factor**2)
+    per_class = [source.images[source.labels == c] for c in range(train.num_classes)]
     short = min(range(train.num_classes), key=lambda c: len(per_class[c]))
-    if len(per_class[short]) < count:
-        raise DDKitError(f"init_set {path} holds {len(per_class[short])} images of class {train.class_names[short]!r} and "
-                         f"IPC {count} starts from {count}; lower the IPC or start from a set with more images per class")
+    if len(per_class[short]) < needed:
+        at_factor = f" at formation factor {factor}" if factor > 1 else ""
+        raise DDKitError(f"init_set {path} holds {len(per_class[short])} images of class {train.class_names[short]!r} and IPC {count}"
+                         f"{at_factor} starts from {needed}; lower the IPC or start from a set with more images per class")
     digest = hashlib.sha256(distilled.images.numpy().tobytes() + distilled.labels.numpy().tobytes()).hexdigest()[:16]
-    return [images[:count] for images in per_class], digest
+    if as_stored:
+        return [images[:count] for images in per_class], digest
+    return [formation.encode(images[:needed], factor) for images in per_class], digest
 
 
 def step_in_box(optimizer: torch.optim.Optimizer, loss: torch.Tensor, x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> None:

@@ -38,6 +38,11 @@ a pixel by about lr·std of its channel, since Adam's steps are scale-free).
 | T_k iterations of IPC index k            | `iterations`, `schedule` (staggered / cyclic)     |
 | crop + flip, then a random roll (jitter)  | `crop`, `crop_min_area`, `jitter`                 |
 
+`factor: f` (IDC's multi-formation, ddkit.data.formation, an addition to both papers) optimises
+stored images of f × f tiles: each step decodes them, and the teachers classify and BN-match the
+decoded tiles, each labelled with its stored image's class. A real, herding or set start encodes
+f² start images per stored image (a set of the same factor starts from its stored images).
+
 Synthesis is a list of work items (IPC indices × classes). Each item draws every random number
 from a generator seeded by the item itself, so results do not depend on the order or number of
 processes, and finished items saved in the context's work directory are reused on a re-run.
@@ -56,11 +61,20 @@ from torch import nn
 
 from ddkit.config import ADDED_OPTION, hash_dict
 from ddkit.curves import log_interval
+from ddkit.data import formation
 from ddkit.data.augment import crop_flip
 from ddkit.data.distilled import DistilledSet
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
-from ddkit.methods.base import Method, SynthesisContext, frozen, register_method, start_images_from_set, step_in_box
+from ddkit.methods.base import (
+    Method,
+    SynthesisContext,
+    frozen,
+    real_images_needed,
+    register_method,
+    start_images_from_set,
+    step_in_box,
+)
 from ddkit.methods.herding import herding_picks
 from ddkit.methods.runner import run_items
 from ddkit.models.teachers import Teacher
@@ -104,6 +118,7 @@ class InversionConfig:
     crop: Literal["batch", "image", "none"] = "batch"  # random-resized crop + flip per step: one per batch, one per image, or none
     crop_min_area: float = 0.5  # smallest share of the image a crop keeps (torchvision's default: 0.08)
     jitter: int = 0  # after the crop, roll the batch by a random 0..jitter pixels down and right (SRe2L / PRISM: 32)
+    factor: int = field(default=1, metadata=ADDED_OPTION)  # multi-formation (IDC): each stored image holds factor² tiles, inverted decoded
 
     def __post_init__(self) -> None:
         if not self.logit_teachers:
@@ -114,7 +129,7 @@ class InversionConfig:
             raise ValueError("no BN teacher left: name bn_teachers, or set logit_teacher_in_panel=true")
         if self.bn_draw < 0 or self.bn_draw > len(self.panel):
             raise ValueError(f"bn_draw must be between 0 and the panel size {len(self.panel)} ({', '.join(self.panel)})")
-        positive = {"iterations": self.iterations, "lr": self.lr, "indices_per_batch": self.indices_per_batch}
+        positive = {"iterations": self.iterations, "lr": self.lr, "indices_per_batch": self.indices_per_batch, "factor": self.factor}
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -238,8 +253,9 @@ class Inversion(Method):
         cfg, train = self.config, ctx.splits.train
         teachers = self._load_teachers(ctx)
         items = work_items(cfg, ctx.ipc, train.num_classes)
+        formation.check_factor(cfg.factor, *train.image_shape[1:])
         per_index_real = self._start_orders(ctx) if cfg.init not in ("noise", "set") else None
-        set_start, set_digest = start_images_from_set(cfg.init_set, train, ctx.ipc) if cfg.init == "set" else (None, None)
+        set_start, set_digest = start_images_from_set(cfg.init_set, train, ctx.ipc, cfg.factor) if cfg.init == "set" else (None, None)
         pre_draw = draw_panel(cfg, torch.Generator().manual_seed(item_seed(ctx.seed, "pre"))) if cfg.bn_sampler == "pre" else None
         # the start set's contents, not its path, decide whether finished items can be reused
         started_from = {"init_set": set_digest} if set_digest else {}
@@ -261,15 +277,16 @@ class Inversion(Method):
         flat = images.reshape(-1, *train.image_shape)
         order = torch.argsort(labels, stable=True)  # class-major, IPC index order within a class
         meta = {"teachers": {n: t.label for n, t in teachers.items()}, "items": records, **started_from}
-        return DistilledSet(flat[order], labels[order], train.class_names, train.mean, train.std, meta=meta)
+        return DistilledSet(flat[order], labels[order], train.class_names, train.mean, train.std, meta=meta, factor=cfg.factor)
 
     def _start_orders(self, ctx: SynthesisContext) -> list[torch.Tensor]:
         """Per class, training-set indices whose k-th entry starts IPC index k: a seeded permutation of
         the class, or its herding coreset in pick order."""
         cfg, train = self.config, ctx.splits.train
+        needed = real_images_needed(train, ctx.ipc, cfg.factor)
         if cfg.init == "real":
             return _real_choices(train, ctx.seed)
-        picks = herding_picks(ctx, range(train.num_classes), cfg.init_teacher, cfg.init)
+        picks = herding_picks(ctx, range(train.num_classes), cfg.init_teacher, cfg.init, needed)
         return [train.indices_of(c)[p] for c, p in enumerate(picks)]
 
     def _load_teachers(self, ctx: SynthesisContext) -> dict[str, Teacher]:
@@ -297,19 +314,20 @@ class Inversion(Method):
         shape = (len(item.indices), len(item.classes), *train.image_shape)
         mean, std = (torch.tensor(v, device=ctx.device).view(1, -1, 1, 1) for v in (train.mean, train.std))
         normalised = cfg.space == "normalised"
-        picks = _pick_real(item, per_index_real, cfg.real_pick, generator) if per_index_real is not None else None
+        tiles = cfg.factor**2
+        picks = _pick_real(item, per_index_real, cfg.real_pick, tiles, generator) if per_index_real is not None else None
         if cfg.init == "noise":
             start = (torch.randn if normalised else torch.rand)(shape, generator=generator).to(ctx.device).reshape(-1, *train.image_shape)
         else:
             # rows IPC index-major, classes within a row: the order of `targets`
-            pixels = train.load(picks.flatten()) if picks is not None else torch.stack(
+            pixels = formation.encode(train.load(picks.flatten()), cfg.factor) if picks is not None else torch.stack(
                 [set_start[c][index] for index in item.indices for c in item.classes])
             start = pixels.to(ctx.device).reshape(-1, *train.image_shape)
             start = (start - mean) / std if normalised else start
         # The optimised tensor is in `space`; the teachers see pixels in [0, 1].
         low, high = ((0 - mean) / std, (1 - mean) / std) if normalised else (torch.zeros_like(mean), torch.ones_like(mean))
         x = start.clone().requires_grad_(True)
-        targets = torch.tensor(item.classes, device=ctx.device).repeat(len(item.indices))
+        targets = torch.tensor(item.classes, device=ctx.device).repeat(len(item.indices)).repeat_interleave(tiles)  # one per decoded tile
         weights = cfg.logit_weights or [1.0] * len(cfg.logit_teachers)
         weights = [w / sum(weights) for w in weights]
         iterations = item_iterations(cfg, item.indices[0], ctx.ipc)
@@ -323,7 +341,7 @@ class Inversion(Method):
             optimizer.param_groups[0]["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / iterations))
             if cfg.bn_sampler == "iteration":
                 drawn = draw_panel(cfg, generator)
-            pixels = x * std + mean if normalised else x
+            pixels = formation.decode(x * std + mean if normalised else x, cfg.factor)
             view = pixels if cfg.crop == "none" else crop_flip(pixels, generator, cfg.crop_min_area, per_image=cfg.crop == "image")
             if cfg.jitter:
                 shifts = torch.randint(0, cfg.jitter + 1, (2,), generator=generator).tolist()
@@ -373,13 +391,15 @@ def _real_choices(train: ImageSet, seed: int) -> list[torch.Tensor]:
     return [m[torch.randperm(len(m), generator=generator)] for m in members]
 
 
-def _pick_real(item: WorkItem, per_index: list[torch.Tensor], how: str, generator: torch.Generator) -> torch.Tensor:
+def _pick_real(item: WorkItem, per_index: list[torch.Tensor], how: str, tiles: int, generator: torch.Generator) -> torch.Tensor:
+    """(IPC indices, classes, tiles) training-set indices: stored image k of class c starts from its order's
+    images k·tiles … k·tiles + tiles − 1 (per-index), or from `tiles` random images of the class."""
     rows = []
     for index in item.indices:
         if how == "per-index":
-            rows.append([int(per_index[c][index]) for c in item.classes])
+            rows.append([per_index[c][index * tiles:(index + 1) * tiles].tolist() for c in item.classes])
         else:
-            rows.append([int(per_index[c][torch.randint(len(per_index[c]), (1,), generator=generator)]) for c in item.classes])
+            rows.append([per_index[c][torch.randint(len(per_index[c]), (tiles,), generator=generator)].tolist() for c in item.classes])
     return torch.tensor(rows)
 
 
