@@ -45,8 +45,8 @@ VARIANTS = {
     "prism": ("prism", {}),
     # PRISM as ddkit read it before issue 13: one *other* architecture per IPC index, logit teacher excluded.
     "prism-one-other": ("prism", {"bn_sampler": "intra", "bn_draw": 1, "logit_teacher_in_panel": False}),
-    # issue 14: PRISM's default steps from the kernel-herding coreset instead of random real images
-    "prism-kernel-herding": ("prism", {"init": "kernel-herding"}),
+    # issue 14: PRISM's steps (200, the default until 2026-12-04) from the kernel-herding coreset instead of random real images
+    "prism-kernel-herding": ("prism", {"init": "kernel-herding", "iterations": 200}),
 }
 EXTRACTORS = ("convnet-in", "mlp")
 # Why PRISM's hard-label accuracy falls below the real images it starts from (issue 14): the same
@@ -54,14 +54,14 @@ EXTRACTORS = ("convnet-in", "mlp")
 SWEEP = {
     "init only": ("prism", {"iterations": 1, "lr": 1e-9, "schedule": "fixed"}),
     "50 iterations": ("prism", {"iterations": 50}),
-    "200 iterations (default)": ("prism", {}),
+    "200 iterations (default until 2026-12-04)": ("prism", {"iterations": 200}),
     "1000 iterations": ("prism", {"iterations": 1000}),
-    "r_bn 0 (logits only)": ("prism", {"r_bn": 0.0}),
-    "r_bn 0.1": ("prism", {"r_bn": 0.1}),
+    "r_bn 0 (logits only)": ("prism", {"r_bn": 0.0, "iterations": 200}),
+    "r_bn 0.1": ("prism", {"r_bn": 0.1, "iterations": 200}),
     # issue 14: the same steps from the kernel-herding coreset instead of random real images
     "kernel-herding init only": ("prism", {"init": "kernel-herding", "iterations": 1, "lr": 1e-9, "schedule": "fixed"}),
     "kernel-herding init, 50 iterations": ("prism", {"init": "kernel-herding", "iterations": 50}),
-    "kernel-herding init, 200 iterations": ("prism", {"init": "kernel-herding"}),
+    "kernel-herding init, 200 iterations": ("prism", {"init": "kernel-herding", "iterations": 200}),
 }
 
 

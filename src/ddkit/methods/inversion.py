@@ -418,10 +418,12 @@ class PrismConfig(InversionConfig):
     bn_sampler: Literal["fixed", "pre", "intra", "iteration", "bernoulli"] = "bernoulli"
     init: InitKind = "real"
     schedule: Literal["fixed", "staggered", "cyclic"] = "staggered"
-    # From real images, short and gentle optimisation keeps them natural: on the validation split
-    # (IPC 10, soft-kd recipe for 100 epochs) 200 iterations at lr 0.01 gave 81.1 % against 77.7 %
-    # for 500 at 0.02, 76.6 % for 500 at 0.05, and 80.3 % for the real images themselves.
-    iterations: int = 200
+    # From real images, short and gentle optimisation keeps them natural. On the validation split at
+    # IPC 10 (ConvNet-3 students, 3 seeds): lr 0.01 beat 0.02 and 0.05, and of 25 / 50 / 100 / 200 steps
+    # 50 scored best under the frozen soft-kd preset (85.53 %; the start 85.20, 200 steps 84.64); under
+    # hard-dsa 50 steps keep the start's accuracy (76.29 against 76.57) where 200 lose 2 points (74.44).
+    # benchmarks/results/formation.md, "PRISM's steps".
+    iterations: int = 50
     lr: float = 0.01
     r_bn: float = 0.01
 
