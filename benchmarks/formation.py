@@ -39,6 +39,9 @@ SET_OF = "set of: "  # an option value naming another variant: that variant's se
 DM_KH = "dm from kernel herding, 1000 it"
 PRISM_FROM_DM = {"init": "set", "init_set": SET_OF + DM_KH}  # PRISM continues the DM set (made, or carried, in the same run folder)
 SDEDIT_FROM_DM = {"init_set": SET_OF + DM_KH, "init_strength": 0.5}  # the DM set noised to half the schedule, then sampled
+SOFT_KD_PICK = "dm from kernel herding, teacher features, factor 2, 1000 it, lr 2"  # the best soft-kd set on validation
+PRISM_TILES = {"factor": 2, "iterations": 50}  # PRISM on the decoded tiles of factor-2 stored images
+DM_KH_F2 = "dm from kernel herding, factor 2, 1000 it"  # the best hard-dsa set
 
 
 # name -> (method, options, IPC, set seed). Random draws are three sets (a random baseline is a mean over draws).
@@ -51,11 +54,11 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "herding, factor 2": ("herding", {"factor": 2}, 10, 0),
     "kernel herding, factor 2": ("herding", {"kernel": "rbf", "factor": 2}, 10, 0),
     "kernel herding, factor 4": ("herding", {"kernel": "rbf", "factor": 4}, 10, 0),
-    "dm from kernel herding, factor 2, 1000 it": ("dm", {**KH, "iterations": 1000, "factor": 2}, 10, 0),
+    DM_KH_F2: ("dm", {**KH, "iterations": 1000, "factor": 2}, 10, 0),
     "dm from kernel herding, teacher features, factor 2, 500 it": ("dm", {**TEACHER_DM, "factor": 2}, 10, 0),
     "dm from kernel herding, teacher features, factor 2, 1000 it": ("dm", {**TEACHER_DM, "factor": 2, "iterations": 1000}, 10, 0),
     "dm from kernel herding, teacher features, factor 2, 2000 it": ("dm", {**TEACHER_DM, "factor": 2, "iterations": 2000}, 10, 0),
-    "dm from kernel herding, teacher features, factor 2, 1000 it, lr 2": ("dm", {**TEACHER_DM_F2, "lr": 2.0}, 10, 0),
+    SOFT_KD_PICK: ("dm", {**TEACHER_DM_F2, "lr": 2.0}, 10, 0),
     "dm from kernel herding, teacher features, rbf, factor 2, 1000 it": ("dm", {**TEACHER_DM_F2, "kernel": "rbf"}, 10, 0),
     "dm from kernel herding, teacher features, factor 2, 1000 it, set seed 1": ("dm", TEACHER_DM_F2, 10, 1),
     **{f"dm from kernel herding, teacher features, factor 2, 1000 it, lr 2, set seed {seed}": ("dm", {**TEACHER_DM_F2, "lr": 2.0}, 10, seed)
@@ -69,6 +72,9 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "prism from kernel herding, 50 it": ("prism", {**KH, "iterations": 50}, 10, 0),
     "prism's random real start": ("prism", {"iterations": 1, "lr": 1e-9}, 10, 0),  # one step at lr 1e-9: the start images themselves
     **{f"prism, {steps} it": ("prism", {"iterations": steps}, 10, 0) for steps in (25, 50, 100, 200)},
+    f"prism from {SOFT_KD_PICK}, factor 2, 50 it": ("prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + SOFT_KD_PICK}, 10, 0),
+    "prism from kernel herding, factor 2, 50 it": ("prism", {**PRISM_TILES, **KH}, 10, 0),
+    f"prism from {DM_KH_F2}, factor 2, 50 it": ("prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + DM_KH_F2}, 10, 0),
     f"diffusion from {DM_KH}, strength 0.5": ("diffusion", SDEDIT_FROM_DM, 10, 0),
     f"dap from {DM_KH}, strength 0.5": ("dap", SDEDIT_FROM_DM, 10, 0),
     "kernel herding, IPC 50": ("herding", {"kernel": "rbf"}, 50, 0),
