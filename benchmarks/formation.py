@@ -75,6 +75,8 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     f"prism from {SOFT_KD_PICK}, factor 2, 50 it": ("prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + SOFT_KD_PICK}, 10, 0),
     "prism from kernel herding, factor 2, 50 it": ("prism", {**PRISM_TILES, **KH}, 10, 0),
     f"prism from {DM_KH_F2}, factor 2, 50 it": ("prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + DM_KH_F2}, 10, 0),
+    "prism from dsa from kernel herding, factor 2, 15 it, factor 2, 50 it": (
+        "prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + "dsa from kernel herding, factor 2, 15 it"}, 10, 0),
     f"prism from {DM_KH_F2}, factor 2, 50 it, r_bn 0": ("prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + DM_KH_F2, "r_bn": 0.0}, 10, 0),
     f"diffusion from {DM_KH}, strength 0.5": ("diffusion", SDEDIT_FROM_DM, 10, 0),
     f"dap from {DM_KH}, strength 0.5": ("dap", SDEDIT_FROM_DM, 10, 0),
