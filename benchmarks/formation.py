@@ -42,6 +42,12 @@ SDEDIT_FROM_DM = {"init_set": SET_OF + DM_KH, "init_strength": 0.5}  # the DM se
 SOFT_KD_PICK = "dm from kernel herding, teacher features, factor 2, 1000 it, lr 2"  # the best soft-kd set on validation
 PRISM_TILES = {"factor": 2, "iterations": 50}  # PRISM on the decoded tiles of factor-2 stored images
 DM_KH_F2 = "dm from kernel herding, factor 2, 1000 it"  # the best hard-dsa set
+DSA_KH_F2 = "dsa from kernel herding, factor 2, 15 it"
+
+
+def prism_tiles_from(variant: str, **options) -> dict:
+    """PRISM's options for 50 steps on the tiles of another factor-2 variant's set."""
+    return {**PRISM_TILES, "init": "set", "init_set": SET_OF + variant, **options}
 
 
 # name -> (method, options, IPC, set seed). Random draws are three sets (a random baseline is a mean over draws).
@@ -63,7 +69,7 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "dm from kernel herding, teacher features, factor 2, 1000 it, set seed 1": ("dm", TEACHER_DM_F2, 10, 1),
     **{f"dm from kernel herding, teacher features, factor 2, 1000 it, lr 2, set seed {seed}": ("dm", {**TEACHER_DM_F2, "lr": 2.0}, 10, seed)
        for seed in (1, 2)},
-    "dsa from kernel herding, factor 2, 15 it": ("dc", {**KH, "factor": 2, "iterations": 15}, 10, 0),
+    DSA_KH_F2: ("dc", {**KH, "factor": 2, "iterations": 15}, 10, 0),
     "idc from kernel herding, 60 it": ("dc", {**IDC, "iterations": 60}, 10, 0),
     "idc from kernel herding, 120 it": ("dc", {**IDC, "iterations": 120}, 10, 0),
     "idc from kernel herding, 50 steps per network, 12 it": ("dc", {**IDC, "outer_loop": 50, "iterations": 12}, 10, 0),
@@ -72,12 +78,11 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     "prism from kernel herding, 50 it": ("prism", {**KH, "iterations": 50}, 10, 0),
     "prism's random real start": ("prism", {"iterations": 1, "lr": 1e-9}, 10, 0),  # one step at lr 1e-9: the start images themselves
     **{f"prism, {steps} it": ("prism", {"iterations": steps}, 10, 0) for steps in (25, 50, 100, 200)},
-    f"prism from {SOFT_KD_PICK}, factor 2, 50 it": ("prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + SOFT_KD_PICK}, 10, 0),
+    f"prism from {SOFT_KD_PICK}, factor 2, 50 it": ("prism", prism_tiles_from(SOFT_KD_PICK), 10, 0),
     "prism from kernel herding, factor 2, 50 it": ("prism", {**PRISM_TILES, **KH}, 10, 0),
-    f"prism from {DM_KH_F2}, factor 2, 50 it": ("prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + DM_KH_F2}, 10, 0),
-    "prism from dsa from kernel herding, factor 2, 15 it, factor 2, 50 it": (
-        "prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + "dsa from kernel herding, factor 2, 15 it"}, 10, 0),
-    f"prism from {DM_KH_F2}, factor 2, 50 it, r_bn 0": ("prism", {**PRISM_TILES, "init": "set", "init_set": SET_OF + DM_KH_F2, "r_bn": 0.0}, 10, 0),
+    f"prism from {DM_KH_F2}, factor 2, 50 it": ("prism", prism_tiles_from(DM_KH_F2), 10, 0),
+    f"prism from {DSA_KH_F2}, factor 2, 50 it": ("prism", prism_tiles_from(DSA_KH_F2), 10, 0),
+    f"prism from {DM_KH_F2}, factor 2, 50 it, r_bn 0": ("prism", prism_tiles_from(DM_KH_F2, r_bn=0.0), 10, 0),
     f"diffusion from {DM_KH}, strength 0.5": ("diffusion", SDEDIT_FROM_DM, 10, 0),
     f"dap from {DM_KH}, strength 0.5": ("dap", SDEDIT_FROM_DM, 10, 0),
     "kernel herding, IPC 50": ("herding", {"kernel": "rbf"}, 50, 0),
