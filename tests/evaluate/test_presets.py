@@ -24,6 +24,13 @@ def test_hard_dsa_is_the_dc_dsa_protocol():
     assert preset.labels == "hard" and preset.test_subset is None
 
 
+def test_hard_dsa_1000_is_hard_dsa_at_the_dsa_reference_length():
+    short, long = load_eval_preset("hard-dsa"), load_eval_preset("hard-dsa-1000")
+    assert long.train == replace(short.train, epochs=1000)
+    assert (long.student, long.labels, long.seeds, long.test_subset) == (short.student, short.labels, short.seeds, short.test_subset)
+    assert long.fingerprint != short.fingerprint
+
+
 def test_soft_kd_names_its_teacher():
     preset = load_eval_preset("soft-kd")
     assert preset.labels == "soft-online" and preset.teacher == "convnet-bn"
