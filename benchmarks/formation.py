@@ -130,6 +130,7 @@ def teacher_agreement(folder: Path, teacher: torch.nn.Module) -> str:
 
 
 def table(out: Path, presets: list[str], teacher: torch.nn.Module) -> str:
+    presets = [load_eval_preset(p).name for p in presets]  # a preset given as a YAML file is stored under its name
     header = [f"val {p}" for p in presets] + [f"test {p}" for p in presets] + ["teacher agrees (%)"]
     lines = ["| set | IPC | stored / decoded per class | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 3)]
     for variant, (_, options, ipc, _) in VARIANTS.items():
@@ -154,7 +155,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--presets", nargs="+", default=None, help="evaluation presets (default: hard-dsa soft-kd)")
+    parser.add_argument("--presets", nargs="+", default=None, help="evaluation presets, by name or YAML file (default: hard-dsa soft-kd)")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
