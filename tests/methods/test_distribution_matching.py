@@ -2,12 +2,15 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods import SynthesisContext, synthesize
-from ddkit.methods.distribution_matching import matching_loss
+from ddkit.methods.base import resolve_config
+from ddkit.methods.distribution_matching import DMConfig, matching_loss, rows_of, trained_pool
 from ddkit.models.classifier import build_model, parse_model_spec
+from ddkit.seeds import item_seed
 
 SMALL_NET = "convnet(width=16,depth=2,norm=instance)"
 
@@ -85,3 +88,54 @@ def test_dm_in_a_frozen_teacher_s_features_lowers_that_teacher_s_mmd_and_leaves_
     assert all(torch.equal(weights[k], v) for k, v in teacher.state_dict().items())
     assert [p.requires_grad for p in teacher.parameters()] == needs_grad
     assert all((g is None and p.grad is None) or torch.equal(g, p.grad) for g, p in zip(grads, teacher.parameters()))
+
+
+def test_rows_of_the_class_pools_are_the_rows_of_their_concatenation_in_the_order_asked():
+    pools = [torch.arange(3.0).view(3, 1), 10 + torch.arange(5.0).view(5, 1), 20 + torch.arange(2.0).view(2, 1)]
+    picks = torch.tensor([9, 0, 3, 7, 8, 2, 3])
+    assert torch.equal(rows_of(pools, picks), torch.cat(pools)[picks])
+
+
+def test_the_network_pool_keeps_each_network_at_its_steps_and_its_later_snapshots_fit_the_data_better(tiny):
+    cfg = DMConfig(network=SMALL_NET, pool_networks=2, pool_steps=[0, 5, 20], pool_batch=32, pool_lr=0.05)
+    train = tiny.train
+    snapshots = trained_pool(cfg, parse_model_spec(SMALL_NET), train, SynthesisContext(tiny, 1, 0, None), torch.Generator().manual_seed(0))
+    assert len(snapshots) == 6 and [s.accuracy for s in snapshots][::3] == [0.0, 0.0]  # untrained: no accuracy to weigh by
+    assert all(s.accuracy > 0 for i, s in enumerate(snapshots) if i % 3)
+    net = build_model(parse_model_spec(SMALL_NET), 10, train.image_shape, train.mean, train.std, seed=0)
+
+    def train_loss(snapshot) -> float:
+        net.load_state_dict(snapshot.state)
+        with torch.no_grad():
+            return float(F.cross_entropy(net(train.images), train.labels))
+
+    assert any(not torch.equal(a, b) for a, b in zip(snapshots[0].state.values(), snapshots[3].state.values()))  # two networks
+    for first in (0, 3):
+        assert train_loss(snapshots[first + 2]) < train_loss(snapshots[first + 1]) < train_loss(snapshots[first])
+
+
+def test_idm_s_class_aware_term_lowers_the_pool_networks_cross_entropy_on_the_decoded_set(tiny):
+    options = {"network": SMALL_NET, "real_batch": 16, "augmentation": "none", "iterations": 30, "lr": 0.2,
+               "pool_networks": 1, "pool_steps": [0, 20], "pool_batch": 32, "pool_lr": 0.05}
+    ctx = SynthesisContext(tiny, ipc=1, seed=0, teacher=None)
+    plain, weighted = (synthesize("idm", {**options, "ce_weight": weight}, ctx) for weight in (0.0, 0.5))
+    assert plain.factor == weighted.factor == 2 and plain.images.shape == (10, 1, 28, 28)
+    snapshot = trained_pool(resolve_config("idm", options), parse_model_spec(SMALL_NET), tiny.train, ctx,
+                            torch.Generator().manual_seed(item_seed(0, "dm-pool")))[-1]
+    net = build_model(parse_model_spec(SMALL_NET), 10, tiny.train.image_shape, tiny.train.mean, tiny.train.std, seed=0)
+    net.load_state_dict(snapshot.state)
+
+    def cross_entropy(distilled) -> float:
+        decoded = distilled.decoded()
+        with torch.no_grad():
+            return float(F.cross_entropy(net(decoded.images), decoded.labels))
+
+    assert cross_entropy(weighted) < 0.8 * cross_entropy(plain)
+
+
+@pytest.mark.parametrize(("options", "message"), [({"ce_weight": 0.5}, "needs pool_networks > 0"),
+                                                  ({"pool_networks": 2, "embedding": "convnet-bn"}, "embedding: random"),
+                                                  ({"pool_networks": 2, "pool_steps": []}, "pool_steps")])
+def test_dm_refuses_a_pool_setting_it_cannot_honour(options, message):
+    with pytest.raises(ValueError, match=message):
+        DMConfig(**options)

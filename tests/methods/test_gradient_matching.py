@@ -6,7 +6,7 @@ import torch
 from ddkit.data.images import ImageSet
 from ddkit.errors import DDKitError
 from ddkit.methods import SynthesisContext, gradient_matching, synthesize
-from ddkit.methods.gradient_matching import _rows_of, gradient_distance, mean_loss_gradient
+from ddkit.methods.gradient_matching import gradient_distance, mean_loss_gradient
 from ddkit.models.classifier import build_model, parse_model_spec
 
 SMALL_NET = "convnet(width=16,depth=2,norm=instance)"
@@ -32,12 +32,6 @@ def test_the_real_gradient_in_chunks_is_the_gradient_of_one_pass(tiny):
     whole, chunked = (mean_loss_gradient(net, parameters, images, 4, chunk) for chunk in (20, 6))
     # float32 sums taken in another order (chunks, the number of threads) differ by ~1e-5 of the value
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(whole, chunked))
-
-
-def test_rows_of_the_class_pools_are_the_rows_of_their_concatenation_in_the_order_asked():
-    pools = [torch.arange(3.0).view(3, 1), 10 + torch.arange(5.0).view(5, 1), 20 + torch.arange(2.0).view(2, 1)]
-    picks = torch.tensor([9, 0, 3, 7, 8, 2, 3])
-    assert torch.equal(_rows_of(pools, picks), torch.cat(pools)[picks])
 
 
 def mean_distance(images: torch.Tensor, tiny, seeds: range) -> float:

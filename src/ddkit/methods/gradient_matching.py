@@ -51,7 +51,7 @@ from ddkit.data.augment import dsa, dsa_siamese
 from ddkit.data.distilled import DistilledSet
 from ddkit.errors import DDKitError
 from ddkit.methods.base import Method, SynthesisContext, real_images_needed, register_method, step_in_box
-from ddkit.methods.distribution_matching import CPU_CHUNK, fresh_network, start_images
+from ddkit.methods.distribution_matching import CPU_CHUNK, fresh_network, rows_of, start_images
 from ddkit.methods.herding import herding_picks
 from ddkit.methods.runner import run_items
 from ddkit.models.classifier import parse_model_spec
@@ -218,25 +218,13 @@ class GradientMatching(Method):
         """`real_batches` steps on batches drawn uniformly from the whole training split (IDC's network update)."""
         for _ in range(self.config.real_batches):
             picks = torch.randint(len(labels), (self.config.train_batch,), generator=generator).to(labels.device)
-            self._network_step(network, optimizer, _rows_of(pools, picks), labels[picks], stats, generator)
+            self._network_step(network, optimizer, rows_of(pools, picks), labels[picks], stats, generator)
 
     def _network_step(self, network, optimizer, images: torch.Tensor, labels: torch.Tensor, stats, generator: torch.Generator) -> None:
         inputs = dsa(images, stats, generator) if self.config.augmentation == "dsa" else images
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(network(inputs), labels).backward()
         optimizer.step()
-
-
-def _rows_of(pools: list[torch.Tensor], picks: torch.Tensor) -> torch.Tensor:
-    """Rows `picks` of the class pools laid end to end, in the order of `picks`, without concatenating the pools."""
-    sizes = torch.tensor([len(p) for p in pools], device=picks.device)
-    starts = sizes.cumsum(0) - sizes
-    owner = torch.searchsorted(starts, picks, right=True) - 1
-    rows = pools[0].new_empty(len(picks), *pools[0].shape[1:])
-    for c, pool in enumerate(pools):
-        mine = owner == c
-        rows[mine] = pool[picks[mine] - starts[c]]
-    return rows
 
 
 def _save_checkpoint(path: Path, fingerprint: str, done: int, x: torch.Tensor, optimizer: torch.optim.Optimizer,
