@@ -40,7 +40,7 @@ def test_ipc_beyond_smallest_class_is_a_clear_error(tiny, tiny_teacher_loader):
 
 
 def test_unknown_method_and_option(tiny, tiny_teacher_loader):
-    with pytest.raises(DDKitError, match="unknown method 'kip'; choose one of: dap, dc, diffusion, dm, herding, kcenter, manifoldgd, "
+    with pytest.raises(DDKitError, match="unknown method 'kip'; choose one of: dap, dc, diffusion, dm, herding, idm, kcenter, manifoldgd, "
                                          "mgd3, prism, prism-dfkd, random, rded, sre2l, text-diffusion"):
         synthesize("kip", {}, SynthesisContext(tiny, 1, 0, tiny_teacher_loader))
     with pytest.raises(DDKitError, match="unknown key 'herding.teachr'; valid keys: bandwidth, factor, kernel, space, teacher, temperature"):
