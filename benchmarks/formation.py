@@ -25,6 +25,7 @@ from ddkit.data import DatasetConfig, load_dataset
 from ddkit.data.distilled import DistilledSet
 from ddkit.devices import device_label, resolve_device
 from ddkit.evaluate import load_eval_preset
+from ddkit.methods.base import resolve_config
 from ddkit.models.teachers import TeacherPool
 from ddkit.report.figures import save_grid
 from ddkit.runs import atomic_write_text, environment, read_json
@@ -134,9 +135,9 @@ def table(out: Path, presets: list[str], teacher: torch.nn.Module) -> str:
     presets = [load_eval_preset(p).name for p in presets]  # a preset given as a YAML file is stored under its name
     header = [f"val {p}" for p in presets] + [f"test {p}" for p in presets] + ["teacher agrees (%)"]
     lines = ["| set | IPC | stored / decoded per class | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 3)]
-    for variant, (_, options, ipc, _) in VARIANTS.items():
+    for variant, (method, options, ipc, _) in VARIANTS.items():
         folder = folder_of(out, variant)
-        factor = options.get("factor", 1)
+        factor = getattr(resolve_config(method, in_run(options, out)), "factor", 1)  # a method's own default counts too (idm: 2)
         cells = [cell(folder, p, "val_mean") for p in presets] + [cell(folder, p, "mean") for p in presets]
         lines.append(f"| {variant} | {ipc} | {ipc} / {ipc * factor**2} | " + " | ".join(cells) + f" | {teacher_agreement(folder, teacher)} |")
     return "\n".join(lines)

@@ -46,8 +46,8 @@ def test_run_preset_end_to_end_then_resume(tmp_path, cli):
     "args, message",
     [
         (["synthesize", "kip", "--ipc", "1", "--out", "{tmp}/s"],
-         "unknown method 'kip'; choose one of: dap, dc, diffusion, dm, herding, idm, kcenter, manifoldgd, mgd3, prism, prism-dfkd, random, rded, sre2l, "
-         "text-diffusion"),
+         "unknown method 'kip'; choose one of: dap, dc, diffusion, dm, herding, idm, kcenter, manifoldgd, mgd3, prism, prism-dfkd, "
+         "random, rded, sre2l, text-diffusion"),
         (["synthesize", "random", "--ipc", "6000", "--out", "{tmp}/s"], "IPC 6000 is not possible: the smallest class has 5500"),
         (["synthesize", "herding", "--ipc", "1", "--out", "{tmp}/s", "--teachr=x"],
          "unknown key 'herding.teachr'; valid keys: bandwidth, factor, kernel"),
