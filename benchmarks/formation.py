@@ -73,6 +73,7 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
     DSA_KH_F2: ("dc", {**KH, "factor": 2, "iterations": 15}, 10, 0),
     "idm from kernel herding, 1000 it": ("idm", {**KH, "iterations": 1000}, 10, 0),  # factor 2, its default
     f"{DM_KH_F2}, trained pool": ("dm", {**KH, "iterations": 1000, "factor": 2, "pool_networks": 3}, 10, 0),  # IDM's pool alone, at DM's lr
+    **{f"{DM_KH_F2}, lr {lr:g}": ("dm", {**KH, "iterations": 1000, "factor": 2, "lr": lr}, 10, 0) for lr in (0.2, 2.0)},  # IDM's lr alone, and 2
     "idc from kernel herding, 60 it": ("dc", {**IDC, "iterations": 60}, 10, 0),
     "idc from kernel herding, 120 it": ("dc", {**IDC, "iterations": 120}, 10, 0),
     "idc from kernel herding, 50 steps per network, 12 it": ("dc", {**IDC, "outer_loop": 50, "iterations": 12}, 10, 0),
