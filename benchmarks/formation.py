@@ -72,6 +72,7 @@ VARIANTS: dict[str, tuple[str, dict, int, int]] = {
        for seed in (1, 2)},
     DSA_KH_F2: ("dc", {**KH, "factor": 2, "iterations": 15}, 10, 0),
     "idm from kernel herding, 1000 it": ("idm", {**KH, "iterations": 1000}, 10, 0),  # factor 2, its default
+    "idm from kernel herding, 1000 it, lr 1": ("idm", {**KH, "iterations": 1000, "lr": 1.0}, 10, 0),  # IDM at DM's lr: its cross-entropy is the rest
     f"{DM_KH_F2}, trained pool": ("dm", {**KH, "iterations": 1000, "factor": 2, "pool_networks": 3}, 10, 0),  # IDM's pool alone, at DM's lr
     **{f"{DM_KH_F2}, lr {lr:g}": ("dm", {**KH, "iterations": 1000, "factor": 2, "lr": lr}, 10, 0) for lr in (0.2, 2.0)},  # IDM's lr alone, and 2
     "idc from kernel herding, 60 it": ("dc", {**IDC, "iterations": 60}, 10, 0),
