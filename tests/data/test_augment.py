@@ -51,3 +51,18 @@ def test_siamese_dsa_gives_images_of_one_owner_one_transformation(tiny):
     y = tiny.train.images[:8]
     assert torch.equal(dsa_siamese(y, STATS, torch.Generator().manual_seed(5), torch.arange(8)),
                        dsa(y, STATS, torch.Generator().manual_seed(5)))
+
+
+def test_idc_diffaug_cuts_out_every_image_where_dsa_picks_one_transformation(tiny):
+    from ddkit.data.augment import AUGMENTATIONS
+
+    x = tiny.train.images[:32]
+    mean = STATS[0][0]
+
+    def holes(out: torch.Tensor) -> torch.Tensor:  # cutout fills with the mean: a 14 × 14 block, at least 7 × 7 inside the image
+        return ((out - mean).abs() < 1e-6).flatten(1).sum(1)
+
+    for seed in range(4):
+        assert (holes(AUGMENTATIONS.get("diffaug-idc")(x, STATS, torch.Generator().manual_seed(seed))) >= 7 * 7).all()
+    dsa_holes = [holes(AUGMENTATIONS.get("dsa")(x, STATS, torch.Generator().manual_seed(s))) for s in range(12)]
+    assert any((h < 7 * 7).all() for h in dsa_holes)  # batches where DSA drew another transformation than cutout

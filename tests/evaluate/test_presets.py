@@ -91,3 +91,12 @@ def test_a_preset_loads_from_a_yaml_file(tmp_path):
     path.write_text("description: mine\nstudent: {name: mlp}\ntrain: {epochs: 2, mix_prob: 3}\n")
     with pytest.raises(DDKitError, match="evaluation preset .*my-protocol.yaml: .*mix_prob must lie in"):
         load_eval_preset(str(path))
+
+
+def test_hard_idc_is_idcs_small_image_protocol():
+    preset, dsa = load_eval_preset("hard-idc"), load_eval_preset("hard-dsa")
+    assert preset.student == dsa.student and preset.labels == "hard"
+    t = preset.train
+    assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.schedule, t.epochs, t.batch_size, t.augmentation, t.mix, t.mix_prob) == (
+        "sgd", 0.01, 0.9, 5e-4, "multistep", 1000, 64, "diffaug-idc", "cutmix", 0.5)
+    assert t.epochs_for(400, 10) == 1000  # a factor-2 set of IPC 10 trains as long as any other

@@ -118,6 +118,20 @@ def dsa(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return group(x, generator)
 
 
+IDC_GEOMETRY = (_dsa_crop, _dsa_scale, _dsa_rotate)
+
+
+@AUGMENTATIONS.register("diffaug-idc")
+@_normalised
+def diffaug_idc(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """IDC's evaluation augmentation at 28-32 px (misc/augment.py DiffAug, per-image parameters): where DSA
+    applies one transformation per batch, IDC flips, colours and cuts out every batch, with one of crop /
+    scale / rotate between (its CutMix is the recipe's `mix`)."""
+    x = _dsa_color(_flip(x, generator), generator)
+    x = IDC_GEOMETRY[int(torch.randint(len(IDC_GEOMETRY), (1,), generator=generator))](x, generator)
+    return _dsa_cutout(x, generator)
+
+
 def dsa_siamese(x: torch.Tensor, stats: Stats, generator: torch.Generator, owner: torch.Tensor) -> torch.Tensor:
     """DSA with one parameter draw per `owner` value: images that share an owner get the same
     transformation, as DSA's siamese mode gives a real batch and the synthetic batch it is matched to."""
