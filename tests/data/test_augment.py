@@ -54,8 +54,6 @@ def test_siamese_dsa_gives_images_of_one_owner_one_transformation(tiny):
 
 
 def test_idc_diffaug_cuts_out_every_image_where_dsa_picks_one_transformation(tiny):
-    from ddkit.data.augment import AUGMENTATIONS
-
     x = tiny.train.images[:32]
     mean = STATS[0][0]
 
